@@ -1,0 +1,50 @@
+"""co2logserver: a data-logging server for environmental sensors.
+
+``create_app()`` builds the Flask app; ``co2logserver.application`` (what
+``gunicorn co2logserver`` serves) is built on first access, so importing the package
+has no side effects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from co2logserver.version import __version__
+
+__all__ = ["create_app", "__version__"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: configuration, store, error handlers, blueprints.
+
+    :param config: overrides on top of every other configuration source; keys with
+        or without the ``CO2LOGSERVER_`` prefix.
+    :raise co2logserver.errors.ConfigError: for a configuration that cannot work.
+    """
+    from co2logserver.config import load_config
+    from co2logserver.errors import register_error_handlers
+    from co2logserver.store import Store
+    from co2logserver.web import register_blueprints
+
+    app = Flask(__name__)
+    load_config(app, config)
+    app.logger.setLevel(app.config["CO2LOGSERVER_LOGLEVEL"])
+    logging.getLogger("co2logserver").setLevel(app.config["CO2LOGSERVER_LOGLEVEL"])
+    app.json.ensure_ascii = False
+    Store(app.config).init_app(app)
+    register_error_handlers(app)
+    register_blueprints(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """Build ``application`` lazily for ``gunicorn co2logserver`` (PEP 562)."""
+    if name in ("application", "app"):
+        application = create_app()
+        globals()["application"] = globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

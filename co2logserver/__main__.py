@@ -1,0 +1,3 @@
+from co2logserver.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""Command line: ``python3 -m co2logserver`` with the options of 0.1.2, and tools.
+
+Options become configuration overrides (the highest precedence); subcommands run
+the OpenSenseMap forwarder, the MQTT subscriber and operator tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import click
+
+from co2logserver import create_app
+from co2logserver.errors import ConfigError
+
+
+def overrides_from(dbfile: str | None, verbose: bool) -> dict[str, Any]:
+    """Configuration overrides given on the command line."""
+    overrides: dict[str, Any] = {}
+    if dbfile:
+        overrides["CO2LOGSERVER_DB"] = os.path.abspath(dbfile)
+    if verbose:
+        overrides["CO2LOGSERVER_LOGLEVEL"] = logging.DEBUG
+    return overrides
+
+
+def build_app(ctx: click.Context):
+    """Create the app from the group's options; a bad config is one clear line."""
+    options = ctx.find_root().obj
+    try:
+        return create_app(options["overrides"])
+    except ConfigError as error:
+        raise click.ClickException(f"configuration error: {error}") from None
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "-b", "--bind", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option(
+    "-p",
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="HTTP port.",
+)
+@click.option(
+    "-f",
+    "--dbfile",
+    type=click.Path(dir_okay=False),
+    help="SQLite database file (sets CO2LOGSERVER_DB).",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Python configuration file (as CO2LOGSERVER_CONFIG).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+@click.option(
+    "-d", "--debug", is_flag=True, help="Flask debug mode (never in production)."
+)
+@click.option("-t", "--threaded", is_flag=True, help="Serve requests in threads.")
+@click.option(
+    "-n",
+    "--processes",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Number of processes (as 0.1.2).",
+)
+@click.version_option(package_name="co2logserver")
+@click.pass_context
+def main(ctx, bind, port, dbfile, config_file, verbose, debug, threaded, processes):
+    """co2logserver: a data-logging server for environmental sensors.
+
+    Without a command, run the development server. In production use
+    ``gunicorn co2logserver``.
+    """
+    if config_file:
+        os.environ["CO2LOGSERVER_CONFIG"] = os.path.abspath(config_file)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = {"overrides": overrides_from(dbfile, verbose)}
+    if ctx.invoked_subcommand is not None:
+        return
+    app = build_app(ctx)
+    app.run(
+        host=bind,
+        port=port,
+        debug=debug,
+        threaded=threaded,
+        processes=processes,
+        use_reloader=False,
+    )
+
+
+@main.command("reset-sensor")
+@click.argument("suid")
+@click.pass_context
+def reset_sensor_command(ctx, suid):
+    """End a sensor's registration so it may register (PUT) again."""
+    from co2logserver import ingest
+    from co2logserver.errors import ApiError
+    from co2logserver.store import get_store
+
+    app = build_app(ctx)
+    try:
+        existed = ingest.reset_sensor(get_store(app), suid)
+    except ApiError as error:
+        raise click.ClickException(error.message) from None
+    if not existed:
+        raise click.ClickException(f"no sensor {suid}")
+    click.echo(f"sensor {suid.lower()} reset: it may register again")
+
+
+@main.command("init-db")
+@click.pass_context
+def init_db_command(ctx):
+    """Create missing tables in the configured database."""
+    from co2logserver.store import get_store
+
+    app = build_app(ctx)
+    get_store(app).ensure_schema()
+    click.echo("database ready")

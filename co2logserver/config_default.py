@@ -1,0 +1,356 @@
+"""Default configuration of co2logserver.
+
+Every key is documented here and in ``docs/configuration.rst`` (a test keeps both in
+step). Override a key in the Python file named by ``CO2LOGSERVER_CONFIG`` (or ``-c``),
+with an environment variable of the same name (value parsed as JSON, else as a Python
+literal, else kept as text), or with a command-line option. Key names and meanings of
+co2logserver 0.1.2 are kept, so its configuration files keep working.
+"""
+
+import logging
+import re
+
+from co2logserver.utils import utc_datetime_from_unix_timestamp
+
+# --------------------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------------------
+
+# Name shown on the pages and used for OpenSenseMap box names.
+CO2LOGSERVER_NAME = "co2logserver"
+
+# Database: a file path (SQLite, the embedded default) or an SQLAlchemy URL such as
+# ``sqlite:///data/co2.sqlite`` or ``postgresql+psycopg://user:pw@host/db``. The file
+# name is the one 0.1.2 used, so an existing database is picked up as it is.
+CO2LOGSERVER_DB = "co2.sqlite"
+
+# Log level of the application (a ``logging`` level number or name).
+CO2LOGSERVER_LOGLEVEL = logging.WARNING
+
+# Log level of the ``sensemapi`` library used for OpenSenseMap forwarding.
+CO2LOGSERVER_SENSEMAPI_LOGLEVEL = logging.WARNING
+
+# SQLite ``synchronous`` pragma. ``FULL`` makes every acknowledged upload survive a
+# power loss (one fsync per commit); ``NORMAL`` survives a crash of the server process
+# but may lose the last commits on power loss, in exchange for faster small writes.
+CO2LOGSERVER_SQLITE_SYNCHRONOUS = "FULL"
+
+# Seconds an SQLite writer waits for another worker's write lock before it answers 503.
+CO2LOGSERVER_SQLITE_BUSY_TIMEOUT = 30
+
+# Seconds a sensor is told to wait (``Retry-After``) when storage is unavailable.
+CO2LOGSERVER_RETRY_AFTER = 10
+
+# --------------------------------------------------------------------------------------
+# Legacy upload (``POST /upload``) and authentication
+# --------------------------------------------------------------------------------------
+
+# Salts (pre-shared keys) that ``Content-<ALG>-Salted`` checksums are checked against.
+# With no salts the checksum columns stay empty.
+CO2LOGSERVER_CHECKSUM_SALTS = []
+
+# Whether ``POST /upload`` requires a matching salted checksum (else 403).
+CO2LOGSERVER_UPLOAD_REQUIRES_AUTH = False
+
+# Whether ``GET /download`` requires a salted checksum of the request's full path.
+CO2LOGSERVER_DOWNLOAD_REQUIRES_AUTH = False
+
+# Whether ``GET /uploadhelp`` shows copy-paste upload examples.
+CO2LOGSERVER_UPLOAD_HELP = True
+
+
+def CO2LOGSERVER_AUTH_CHECKER(x):
+    """Decide whether checksums authenticate a request.
+
+    Called with a dict mapping each algorithm given in a header to the matching salt
+    (or ``None`` when no salt matched). By default at least one checksum must be given
+    and all given ones must match.
+    """
+    return bool(len(x) and all(x.values()))
+
+
+# Name of the legacy data table (0.1.2 always used ``data``).
+CO2LOGSERVER_DATA_TABLE_NAME = "data"
+
+# Automatic column: comma-joined names of algorithms whose checksum matched.
+CO2LOGSERVER_MATCHED_CHECKSUMS_COL = "matched_checksums"
+
+# Automatic column: comma-joined names of algorithms whose checksum did not match.
+CO2LOGSERVER_FAILED_CHECKSUMS_COL = "failed_checksums"
+
+# Automatic column: server time (UTC) of the upload.
+CO2LOGSERVER_UPLOAD_TIME_COL = "time_upload_utc"
+
+# Columns converted by ``CO2LOGSERVER_TIME_CONVERTER`` (UNIX seconds -> UTC datetime).
+CO2LOGSERVER_TIME_COLS = ["time"]
+
+
+def CO2LOGSERVER_TIME_CONVERTER(val, col):
+    """Convert a value of a column in ``CO2LOGSERVER_TIME_COLS`` to a datetime.
+
+    The default reads UNIX seconds as UTC. A value it cannot convert is a 400.
+    """
+    return utc_datetime_from_unix_timestamp(val)
+
+
+# Most rows one ``GET /download`` returns (``number`` is capped at this).
+CO2LOGSERVER_MAX_LIMIT_OF_ROWS = 1000
+
+
+def CO2LOGSERVER_ACCEPT_NEW_COLUMN(col):
+    """Decide whether a column the table does not have yet is created.
+
+    A refused column's values are dropped from the upload (as in 0.1.2).
+    """
+    return True
+
+
+# Whether rows with no data columns (only automatic ones) are stored.
+CO2LOGSERVER_ALLOW_EMPTY_ROWS = False
+
+# Most rows one legacy upload may carry (more is a 413).
+CO2LOGSERVER_MAX_ROWS = 10000
+
+# Most new columns one upload may add to the data table (more is a 400), so a broken
+# or hostile sensor cannot widen the table quickly.
+CO2LOGSERVER_MAX_NEW_COLUMNS = 20
+
+# Most columns the data table may have in all (more is a 400).
+CO2LOGSERVER_MAX_COLUMNS = 200
+
+# --------------------------------------------------------------------------------------
+# Limits and abuse protection
+# --------------------------------------------------------------------------------------
+
+# Largest request body in bytes, also the cap on a gzip body's decompressed size.
+CO2LOGSERVER_MAX_CONTENT_LENGTH = 1024 * 1024
+
+# Whether ingest routes are rate limited (turn off only for benchmarks).
+CO2LOGSERVER_RATELIMIT_ENABLED = True
+
+# Rate limit per sensor (SUID) on the sensor API: a sensor reporting every second
+# stays well below it.
+CO2LOGSERVER_RATELIMIT_SENSOR = "120 per minute"
+
+# Rate limit per client address on all ingest routes (a gateway serving many sensors
+# sits behind one address).
+CO2LOGSERVER_RATELIMIT_ADDRESS = "1200 per minute"
+
+# Where rate-limit counters live: ``memory://`` (one process) or ``redis://host:port``
+# (shared by all workers and hosts).
+CO2LOGSERVER_RATELIMIT_STORAGE = "memory://"
+
+# Number of reverse proxies in front of the server whose ``X-Forwarded-For`` is
+# trusted for the client address. 0 trusts none.
+CO2LOGSERVER_TRUSTED_PROXIES = 0
+
+# --------------------------------------------------------------------------------------
+# OpenSmog sensor API (``/v1``, ``/rogue/v1``)
+# --------------------------------------------------------------------------------------
+
+# Most observations in one readings request (more is a 413).
+CO2LOGSERVER_MAX_OBSERVATIONS = 1000
+
+# Seconds a reading's timestamp may lie in the future (sensor clocks drift).
+CO2LOGSERVER_MAX_CLOCK_SKEW = 86400
+
+# Whether a second ``PUT /v1/sensors/<SUID>`` issues a new SECRET (True) or is a 409.
+CO2LOGSERVER_ALLOW_REREGISTRATION = True
+
+# Decimal places of a degree that public responses show of a sensor location
+# (2 is about 1 km).
+CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS = 2
+
+# Bearer tokens that may see exact locations (``Authorization: Bearer <token>``).
+CO2LOGSERVER_ADMIN_TOKENS = []
+
+# Largest size in bytes of a registration's JSON metadata.
+CO2LOGSERVER_MAX_METADATA_BYTES = 4096
+
+# Default and largest page size of ``GET /v1/sensors/<SUID>/readings``.
+CO2LOGSERVER_READINGS_PAGE_SIZE = 1000
+CO2LOGSERVER_READINGS_MAX_PAGE_SIZE = 100000
+
+# --------------------------------------------------------------------------------------
+# OpenSenseMap forwarding
+# --------------------------------------------------------------------------------------
+
+# Whether stored data is forwarded to the OpenSenseMap.
+CO2LOGSERVER_OSEM_UPLOAD = False
+
+# OpenSenseMap API address; ``None`` takes the environment variable ``SENSEMAP_API``,
+# else the public API.
+CO2LOGSERVER_OSEM_API = None
+
+# Login name; ``None`` takes the environment variable ``SENSEMAP_USERNAME``.
+CO2LOGSERVER_OSEM_USERNAME = None
+
+# Login email; ``None`` takes the environment variable ``SENSEMAP_EMAIL``.
+CO2LOGSERVER_OSEM_EMAIL = None
+
+# Login password; ``None`` takes the environment variable ``SENSEMAP_PASSWORD``.
+CO2LOGSERVER_OSEM_PASSWORD = None
+
+# Whether the OpenSenseMap sign-in is cached on disk between restarts.
+CO2LOGSERVER_OSEM_AUTH_CACHE = False
+
+# Whether OpenSenseMap requests are cached on disk.
+CO2LOGSERVER_OSEM_REQUEST_CACHE = False
+
+# Whether the OpenSenseMap password is kept in the auth cache.
+CO2LOGSERVER_OSEM_CACHE_PASSWORD = False
+
+
+def CO2LOGSERVER_OSEM_COL_REDIRECT(col):
+    """Decide whether a column is forwarded to the OpenSenseMap (default: all)."""
+    return True
+
+
+def CO2LOGSERVER_OSEM_BOX_REDIRECT(box):
+    """Decide whether a senseBox (box column value) is forwarded (default: all)."""
+    return True
+
+
+def CO2LOGSERVER_OSEM_VALUE_FILTER(box, col, val):
+    """Return the value sent to the OpenSenseMap (default: rounded to 3 decimals)."""
+    return round(val, 3)
+
+
+# Column naming the senseBox a row belongs to.
+CO2LOGSERVER_OSEM_BOX_COL = "box"
+
+# Box name used for rows without a box column.
+CO2LOGSERVER_OSEM_BOX_COL_DEFAULT = "generic"
+
+# Column holding the latitude of the senseBox.
+CO2LOGSERVER_OSEM_LAT_COL = "lat"
+
+# Column holding the longitude of the senseBox.
+CO2LOGSERVER_OSEM_LON_COL = "lon"
+
+# Column holding the height of the senseBox.
+CO2LOGSERVER_OSEM_HEIGHT_COL = "height"
+
+
+def CO2LOGSERVER_DEFAULT_LAT(box):
+    """Latitude of a box whose data has none (``None``: unknown, the data waits)."""
+    return None
+
+
+def CO2LOGSERVER_DEFAULT_LON(box):
+    """Longitude of a box whose data has none (``None``: unknown, the data waits)."""
+    return None
+
+
+# Column holding the measurement time (the first of ``CO2LOGSERVER_TIME_COLS``).
+CO2LOGSERVER_OSEM_TIME_COL = "time"
+
+# Minimum seconds between two measurements forwarded for one sensor.
+CO2LOGSERVER_OSEM_MIN_SECONDS_BETWEEN_UPLOADS = 0
+
+
+def CO2LOGSERVER_OSEM_EXPOSURE_DETERMINER(box):
+    """Return the senseBox exposure: indoor, outdoor or mobile (default mobile)."""
+    return next((x for x in ("indoor", "outdoor", "mobile") if box in x), "mobile")
+
+
+# ``weblink`` of every created senseBox.
+CO2LOGSERVER_OSEM_DEFAULT_WEBLINK = "https://pypi.org/project/co2logserver/"
+
+# Description of every created senseBox (``{servername}`` is filled in).
+CO2LOGSERVER_OSEM_DEFAULT_DESCRIPTION = (
+    "Created automatically by the co2logserver instance '{servername}'."
+)
+
+# Columns matching this expression are forwarded; it needs the named groups ``type``,
+# ``quantity`` and ``unit`` (default naming: ``SENSORTYPE_QUANTITY_UNIT``).
+CO2LOGSERVER_OSEM_COL_REGEX = re.compile(
+    r"^(?P<type>[^_]+)_(?P<quantity>[^_]+)_(?P<unit>.*)$"
+)
+
+# Box name from keyword arguments ``servername`` and ``box``.
+CO2LOGSERVER_OSEM_BOX_NAME_GENERATOR = "{servername} senseBox {box}".format
+
+# Sensor title from the groups of ``CO2LOGSERVER_OSEM_COL_REGEX`` and ``column``.
+CO2LOGSERVER_OSEM_SENSOR_TITLE_GENERATOR = "{quantity}".format
+
+
+def CO2LOGSERVER_OSEM_UNIT_COVERTER(x):
+    """Return the OpenSenseMap unit for a column's unit part (key name as in 0.1.2)."""
+    return {"c": "°C", "percent": "%", "perc": "%"}.get(x.lower(), x)
+
+
+# Icons the OpenSenseMap offers.
+CO2LOGSERVER_OSEM_ICONS = [
+    "osem-moisture",
+    "osem-temperature-celsius",
+    "osem-temperature-fahrenheit",
+    "osem-thermometer",
+    "osem-windspeed",
+    "osem-sprinkles",
+    "osem-brightness",
+    "osem-barometer",
+    "osem-humidity",
+    "osem-not-available",
+    "osem-gauge",
+    "osem-umbrella",
+    "osem-clock",
+    "osem-shock",
+    "osem-fire",
+    "osem-volume-up",
+    "osem-cloud",
+    "osem-dashboard",
+    "osem-particulate-matter",
+    "osem-signal",
+    "osem-microphone",
+    "osem-wifi",
+    "osem-battery",
+    "osem-radioactive",
+]
+
+
+def CO2LOGSERVER_OSEM_ICON_DETERMINER(d):
+    """Return the icon of a sensor: the first whose name contains its quantity."""
+    return next(
+        (icon for icon in CO2LOGSERVER_OSEM_ICONS if d["quantity"] in icon),
+        "osem-not-available",
+    )
+
+
+# Largest plausible jump of a box position in degrees; larger jumps are ignored as
+# GPS errors.
+CO2LOGSERVER_OSEM_MAX_POSITION_CHANGE = float("inf")
+
+# Upper bound in seconds of the forwarder's exponential backoff while the
+# OpenSenseMap is unreachable or rate limits.
+CO2LOGSERVER_OSEM_MAX_BACKOFF = 30
+
+# Whether the server process runs the forwarder thread (one across all workers, by a
+# lease in the database). Turn off when ``python3 -m co2logserver forward`` runs.
+CO2LOGSERVER_OSEM_FORWARDER_THREAD = True
+
+# Most outbox items one forwarding round sends.
+CO2LOGSERVER_OSEM_BATCH_SIZE = 500
+
+# --------------------------------------------------------------------------------------
+# MQTT ingestion (``python3 -m co2logserver mqtt``)
+# --------------------------------------------------------------------------------------
+
+# Broker address: ``mqtt://user:password@host:1883`` or ``mqtts://host:8883``.
+CO2LOGSERVER_MQTT_URL = "mqtt://127.0.0.1:1883"
+
+# Topic prefix; readings arrive under ``<prefix>/v1/sensors/<SUID>/readings``.
+CO2LOGSERVER_MQTT_PREFIX = "opensmog"
+
+# MQTT client id; a fixed id keeps the broker session (queued messages) across
+# restarts.
+CO2LOGSERVER_MQTT_CLIENT_ID = "co2logserver"
+
+# Shared-subscription group (``$share/<group>/...``) so several subscribers split the
+# load; empty for a plain subscription.
+CO2LOGSERVER_MQTT_SHARED_GROUP = ""
+
+# Salted checksum header regex (fixed, as in 0.1.2).
+CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX = re.compile(
+    r"Content-(?P<algorithm>\w+)-Salted", re.IGNORECASE
+)

@@ -1,0 +1,101 @@
+"""One JSON error shape for the whole API, raised as exceptions carrying a status.
+
+Every error a client sees is ``{"error": "<what was wrong and how to fix it>"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+
+
+class ConfigError(Exception):
+    """A configuration that cannot work; the message names the key."""
+
+
+class ApiError(Exception):
+    """Base of all errors answered to a client; ``status`` is the HTTP status."""
+
+    status = 400
+    headers: dict[str, str] = {}
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        if headers:
+            self.headers = headers
+
+
+class BadRequest(ApiError):
+    """The body or the query is malformed or invalid."""
+
+    status = 400
+
+
+class BadOpenSmogHash(ApiError):
+    """The OpenSmogHash does not match the body and the sensor's SECRET."""
+
+    status = 401
+
+
+class Forbidden(ApiError):
+    """Authentication is missing or refused."""
+
+    status = 403
+
+
+class NotFound(ApiError):
+    """The resource does not exist."""
+
+    status = 404
+
+
+class Conflict(ApiError):
+    """The request conflicts with the current state (e.g. re-registration is off)."""
+
+    status = 409
+
+
+class PayloadTooLarge(ApiError):
+    """The body, the batch or the decompressed body is too large."""
+
+    status = 413
+
+
+class UnsupportedMediaType(ApiError):
+    """The Content-Type or Content-Encoding is not supported."""
+
+    status = 415
+
+
+class StorageUnavailable(ApiError):
+    """The database cannot be reached or is locked; the client should retry."""
+
+    status = 503
+
+
+def error_body(message: str) -> dict[str, Any]:
+    """Return the one JSON error shape: ``{"error": message}``."""
+    return {"error": message}
+
+
+def _api_error_response(error: ApiError):
+    return error_body(error.message), error.status, error.headers
+
+
+def _http_error_response(error: HTTPException):
+    """Turn werkzeug's routing and size errors (404, 405, 413, 429...) into JSON."""
+    message = error.description or error.name
+    if error.code == 413:
+        message = "The request body is too large; send fewer rows per request."
+    headers = dict(error.get_headers())
+    headers.pop("Content-Type", None)
+    headers.pop("Content-Length", None)
+    return error_body(message), error.code, headers
+
+
+def register_error_handlers(app) -> None:
+    """Answer every API error, and werkzeug's own HTTP errors, as JSON."""
+    app.register_error_handler(ApiError, _api_error_response)
+    app.register_error_handler(HTTPException, _http_error_response)

@@ -1,0 +1,492 @@
+"""Validate and store what sensors send: the one path every protocol goes through.
+
+HTTP (``/upload``, ``/v1``, ``/rogue/v1``) and MQTT call these functions. Each checks
+the whole request first, naming every problem with its row or observation index,
+then writes once: one request is one transaction, together with its outbox items.
+No Flask here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from co2logserver import auth
+from co2logserver.errors import (
+    ApiError,
+    BadOpenSmogHash,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    PayloadTooLarge,
+)
+from co2logserver.parsers import parse_json_document
+from co2logserver.store import Store, outbox
+from co2logserver.store import sensors as sensor_sql
+from co2logserver.store.columns import check_scalar, short_repr
+
+COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+MAX_ERRORS = 20
+
+#: Reading types of the OpenSmog API: type -> (stored code, unit).
+READING_TYPES: dict[str, tuple[int, str]] = {
+    "CO": (1, "mg/m³"),
+    "PB": (2, "µg/m³"),
+    "NO2": (3, "µg/m³"),
+    "O3": (4, "µg/m³"),
+    "PM10": (5, "µg/m³"),
+    "PM2_5": (6, "µg/m³"),
+    "SO2": (7, "µg/m³"),
+    "TEMP": (8, "°C"),
+    "HUM": (9, "%"),
+    "PRES": (10, "hPa"),
+}
+TYPE_NAMES = {code: name for name, (code, _unit) in READING_TYPES.items()}
+EARLIEST_TIMESTAMP = 946684800  # 2000-01-01T00:00:00Z
+
+
+def raise_errors(errors: Sequence[str], error_class: type[ApiError] = BadRequest):
+    """Raise one error listing the first problems found."""
+    if errors:
+        more = (
+            f" (and {len(errors) - MAX_ERRORS} more)"
+            if len(errors) > MAX_ERRORS
+            else ""
+        )
+        raise error_class("; ".join(errors[:MAX_ERRORS]) + more)
+
+
+# --------------------------------------------------------------------------------------
+# Legacy uploads
+# --------------------------------------------------------------------------------------
+
+
+def normalise_rows(rows: Sequence[Mapping[str, Any]], settings: Mapping) -> list[dict]:
+    """Lowercase and check column names and values; convert time columns.
+
+    :raise BadRequest: listing every bad column name and value with its row.
+    """
+    errors: list[str] = []
+    time_columns = {c.lower() for c in settings["CO2LOGSERVER_TIME_COLS"]}
+    converter = settings["CO2LOGSERVER_TIME_CONVERTER"]
+    result = []
+    for index, row in enumerate(rows):
+        clean = {}
+        for name, value in row.items():
+            column = str(name).strip().lower()
+            if not COLUMN_NAME.fullmatch(column):
+                errors.append(
+                    f"row {index}: column name {short_repr(name)} is invalid; use "
+                    "letters, digits and _ (not first a digit), at most 63 characters"
+                )
+                continue
+            problem = check_scalar(value)
+            if problem:
+                errors.append(f"row {index}: column {column!r}: value {problem}")
+                continue
+            if isinstance(value, bool):
+                value = int(value)
+            if column in time_columns and value is not None:
+                value = convert_time(converter, value, column, index, errors)
+            clean[column] = value
+        result.append(clean)
+    raise_errors(errors)
+    return result
+
+
+def convert_time(converter, value: Any, column: str, index: int, errors: list) -> Any:
+    """Apply ``CO2LOGSERVER_TIME_CONVERTER``; a value it cannot convert is an error."""
+    try:
+        return converter(value, column)
+    except Exception:  # the converter is the operator's code: any failure is a 400
+        errors.append(
+            f"row {index}: column {column!r}: {short_repr(value)} is not a time "
+            "the server can convert (UNIX seconds expected)"
+        )
+        return None
+
+
+def automatic_values(settings: Mapping, matches: Mapping[str, str | None]) -> dict:
+    """Upload time and checksum columns added to every row."""
+    if settings["CO2LOGSERVER_CHECKSUM_SALTS"]:
+        matched, failed = auth.checksum_columns(matches)
+    else:
+        matched = failed = None
+    return {
+        settings["CO2LOGSERVER_UPLOAD_TIME_COL"]: datetime.datetime.now(datetime.UTC),
+        settings["CO2LOGSERVER_MATCHED_CHECKSUMS_COL"]: matched,
+        settings["CO2LOGSERVER_FAILED_CHECKSUMS_COL"]: failed,
+    }
+
+
+def ingest_upload(
+    store: Store,
+    settings: Mapping,
+    rows: Sequence[Mapping[str, Any]],
+    matches: Mapping[str, str | None],
+) -> int:
+    """Validate and store legacy rows; return how many were stored.
+
+    :raise PayloadTooLarge: for more rows than ``CO2LOGSERVER_MAX_ROWS``.
+    :raise BadRequest: for bad names or values (nothing is stored).
+    :raise StorageUnavailable: when the database is down (nothing is stored).
+    """
+    limit = settings["CO2LOGSERVER_MAX_ROWS"]
+    if len(rows) > limit:
+        raise PayloadTooLarge(
+            f"{len(rows)} rows in one upload; at most {limit} (CO2LOGSERVER_MAX_ROWS)"
+        )
+    clean = normalise_rows(rows, settings)
+    automatic = automatic_values(settings, matches)
+    for row in clean:
+        for name in automatic:
+            row.pop(name, None)
+    with store.transaction() as conn:
+        drop_refused_columns(store, conn, clean, settings)
+        columns = {name for row in clean for name in row}
+        if not columns and not settings["CO2LOGSERVER_ALLOW_EMPTY_ROWS"]:
+            return 0
+        for row in clean:
+            row.update(automatic)
+        names = sorted(columns) + list(automatic)
+        store.data.add_missing_columns(conn, clean, names)
+        store.data.fit_values(conn, clean)
+        stored = store.data.insert(conn, clean)
+        if settings["CO2LOGSERVER_OSEM_UPLOAD"]:
+            items = outbox.legacy_items(
+                clean,
+                settings["CO2LOGSERVER_OSEM_BOX_COL"],
+                settings["CO2LOGSERVER_OSEM_BOX_COL_DEFAULT"],
+            )
+            outbox.enqueue(conn, outbox.LEGACY, items)
+    return stored
+
+
+def drop_refused_columns(store: Store, conn, rows: list[dict], settings) -> None:
+    """Drop new columns that ``CO2LOGSERVER_ACCEPT_NEW_COLUMN`` refuses (as 0.1.2)."""
+    names = {name for row in rows for name in row}
+    unknown = store.data.unknown(names)
+    if unknown:
+        store.data.reflect(conn)  # another worker may have added them meanwhile
+        unknown = store.data.unknown(unknown)
+    accept = settings["CO2LOGSERVER_ACCEPT_NEW_COLUMN"]
+    refused = {name for name in unknown if not accept(name)}
+    for row in rows:
+        for name in refused:
+            row.pop(name, None)
+
+
+# --------------------------------------------------------------------------------------
+# OpenSmog readings
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Observation:
+    """One checked observation: whole UNIX seconds and ``{type code: value}``."""
+
+    timestamp: int
+    readings: dict[int, float]
+
+
+def check_timestamp(value: Any, latest: float) -> str | None:
+    """Return why a timestamp is refused, or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"timestamp must be UNIX seconds (a number), not {short_repr(value)}"
+    if isinstance(value, float) and not value.is_integer():
+        return f"timestamp must be whole seconds, not {value!r}"
+    if not EARLIEST_TIMESTAMP <= value <= latest:
+        return (
+            f"timestamp {value!r} is out of range (2000-01-01 to now + "
+            "CO2LOGSERVER_MAX_CLOCK_SKEW); is the sensor clock set?"
+        )
+    return None
+
+
+def check_reading(name: Any, value: Any) -> str | None:
+    """Return why one reading is refused, or ``None``."""
+    if name not in READING_TYPES:
+        return f"unknown reading type {short_repr(name)}; known types: " + ", ".join(
+            READING_TYPES
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"reading {name} must be a number, not {short_repr(value)}"
+    if not math.isfinite(value):
+        return f"reading {name} must be a finite number, not {value!r}"
+    return None
+
+
+def check_observation(item: Any, latest: float) -> tuple[Observation | None, list]:
+    """Check one observation; return it or the list of its problems."""
+    if not isinstance(item, dict):
+        return None, ["must be an object with timestamp and readings"]
+    problems = [
+        f"unexpected key {short_repr(key)}"
+        for key in item
+        if key not in ("timestamp", "readings")
+    ]
+    problem = check_timestamp(item.get("timestamp"), latest)
+    if problem:
+        problems.append(problem)
+    values = item.get("readings")
+    if not isinstance(values, dict) or not values:
+        problems.append("readings must be an object with at least one reading")
+        return None, problems
+    problems += [p for p in (check_reading(k, v) for k, v in values.items()) if p]
+    if problems:
+        return None, problems
+    readings = {READING_TYPES[k][0]: float(v) for k, v in values.items()}
+    return Observation(int(item["timestamp"]), readings), []
+
+
+def check_observations(document: Any, settings: Mapping, now: float) -> list:
+    """Check a whole readings payload.
+
+    :raise PayloadTooLarge: for more than ``CO2LOGSERVER_MAX_OBSERVATIONS``.
+    :raise BadRequest: naming each bad observation by its index.
+    """
+    if not isinstance(document, list) or not document:
+        raise BadRequest(
+            "The payload must be a JSON array of at least one observation, e.g. "
+            '[{"timestamp": 1485778030, "readings": {"PM10": 102.0}}]'
+        )
+    limit = settings["CO2LOGSERVER_MAX_OBSERVATIONS"]
+    if len(document) > limit:
+        raise PayloadTooLarge(
+            f"{len(document)} observations in one request; at most {limit} "
+            "(CO2LOGSERVER_MAX_OBSERVATIONS)"
+        )
+    latest = now + settings["CO2LOGSERVER_MAX_CLOCK_SKEW"]
+    observations, errors = [], []
+    for index, item in enumerate(document):
+        observation, problems = check_observation(item, latest)
+        errors += [f"observation {index}: {problem}" for problem in problems]
+        if observation:
+            observations.append(observation)
+    raise_errors(errors)
+    return observations
+
+
+def checked_payload(body: bytes, settings: Mapping, now: float):
+    """Parse and check a payload; return observations or the error to raise later.
+
+    The error waits so that authentication is answered before validation: a
+    sensor without the right SECRET learns nothing about its payload.
+    """
+    try:
+        return check_observations(parse_json_document(body), settings, now), None
+    except ApiError as error:
+        return None, error
+
+
+def submit_readings(
+    store: Store,
+    settings: Mapping,
+    suid: str,
+    body: bytes,
+    authorization: str | None,
+    rogue_route: bool,
+    raw_body: bytes | None = None,
+) -> int:
+    """Apply the authorization table of the OpenSmog API and store the readings.
+
+    ``body`` is the payload (decompressed); ``raw_body`` the bytes as sent, which
+    the OpenSmogHash covers. Returns how many readings were new.
+
+    :raise BadRequest: 400 for a bad SUID or payload.
+    :raise BadOpenSmogHash: 401 for a wrong hash of a secure sensor.
+    :raise Forbidden: 403 for a secure sensor without a hash, or on the rogue route.
+    :raise PayloadTooLarge: 413 for too many observations.
+    :raise StorageUnavailable: 503 when the database is down.
+    """
+    suid = auth.parse_suid(suid)
+    now = time.time()
+    observations, payload_error = checked_payload(body, settings, now)
+    with store.transaction() as conn:
+        sensor = sensor_sql.get_sensor(conn, suid)
+        secure = bool(sensor and sensor.secure)
+        if secure:
+            check_secure_access(sensor, authorization, raw_body or body, rogue_route)
+        if payload_error:
+            raise payload_error
+        if sensor is None:
+            registration = register_rogue(conn, suid, int(now))
+        else:
+            registration = sensor.registration_id
+        values = [
+            (obs.timestamp, code, value)
+            for obs in observations
+            for code, value in obs.readings.items()
+        ]
+        new = sensor_sql.insert_readings(conn, registration, values)
+        sensor_sql.count_new_readings(conn, suid, new)
+        if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
+            outbox.enqueue(conn, outbox.READINGS, readings_items(suid, values, new))
+    return len(new)
+
+
+def check_secure_access(sensor, authorization, signed: bytes, rogue_route: bool):
+    """A secure sensor's data comes only through the verified path with its hash."""
+    if rogue_route:
+        raise Forbidden(
+            "This sensor is registered as secure; post its readings to "
+            "/v1/sensors/<SUID>/readings with an OpenSmogHash"
+        )
+    if authorization is None:
+        raise Forbidden(
+            "This sensor is registered as secure: send "
+            "Authorization: OpenSmogHash <sha256(body + SECRET)>"
+        )
+    if not auth.opensmog_hash_matches(authorization, signed, sensor.secret):
+        raise BadOpenSmogHash(
+            "The OpenSmogHash does not match: send sha256 of the exact body bytes with "
+            "the SECRET (64 hex characters) appended, as hex"
+        )
+
+
+def register_rogue(conn, suid: str, now: int) -> int:
+    """First use of an unknown SUID registers it as rogue (unverified)."""
+    registration = sensor_sql.new_registration(conn, suid, False, None, now)
+    sensor_sql.save_sensor(conn, suid, registration, False, None, now, exists=False)
+    return registration
+
+
+def readings_items(suid: str, values, new) -> list[tuple[str, dict]]:
+    """One outbox item per observation time with its new readings."""
+    fresh = set(new)
+    by_time: dict[int, dict[str, float]] = {}
+    for ts, code, value in values:
+        if (ts, code) in fresh:
+            by_time.setdefault(ts, {})[TYPE_NAMES[code]] = value
+    return [
+        (suid, {"timestamp": ts, "readings": r}) for ts, r in sorted(by_time.items())
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# Registration
+# --------------------------------------------------------------------------------------
+
+LOCATION_RANGES = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0)}
+
+
+def check_number(value: Any, name: str, low: float, high: float) -> str | None:
+    """Return why a location number is refused, or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"location.{name} must be a number, not {short_repr(value)}"
+    if not math.isfinite(value) or not low <= value <= high:
+        return f"location.{name} must lie between {low:g} and {high:g}"
+    return None
+
+
+def check_location(location: Any) -> list[str]:
+    """Latitude and longitude are needed and range-checked; elevation is optional."""
+    if not isinstance(location, dict):
+        return ["location must be an object with latitude and longitude"]
+    problems = [
+        f"location.{key}: unexpected key"
+        for key in location
+        if key not in ("latitude", "longitude", "elevation")
+    ]
+    for name, (low, high) in LOCATION_RANGES.items():
+        if name not in location:
+            problems.append(f"location.{name} is missing")
+        else:
+            problems.append(check_number(location[name], name, low, high))
+    if location.get("elevation") is not None:
+        problems.append(check_number(location["elevation"], "elevation", -1e4, 1e5))
+    return [p for p in problems if p]
+
+
+def check_metadata(body: bytes, settings: Mapping) -> dict[str, Any]:
+    """Check a registration body; return the columns to store.
+
+    :raise PayloadTooLarge: for metadata over ``CO2LOGSERVER_MAX_METADATA_BYTES``.
+    :raise BadRequest: listing every bad field.
+    """
+    limit = settings["CO2LOGSERVER_MAX_METADATA_BYTES"]
+    if len(body) > limit:
+        raise PayloadTooLarge(
+            f"The registration metadata has {len(body)} bytes; at most {limit}"
+        )
+    document = parse_json_document(body) if body.strip() else {}
+    if not isinstance(document, dict):
+        raise BadRequest("The registration body must be a JSON object (or empty)")
+    problems = [
+        f"{key} must be a string"
+        for key in ("manufacturer", "model")
+        if document.get(key) is not None and not isinstance(document[key], str)
+    ]
+    location = document.get("location")
+    if location is not None:
+        problems += check_location(location)
+    raise_errors(problems)
+    extra = {
+        k: v
+        for k, v in document.items()
+        if k not in ("manufacturer", "model", "location")
+    }
+    location = location or {}
+    return {
+        "manufacturer": document.get("manufacturer"),
+        "model": document.get("model"),
+        "latitude": location.get("latitude"),
+        "longitude": location.get("longitude"),
+        "elevation": location.get("elevation"),
+        "extra": json.dumps(extra, separators=(",", ":")) if extra else None,
+    }
+
+
+def register_sensor(store: Store, settings: Mapping, suid: str, body: bytes) -> str:
+    """Register (or re-register) a sensor as secure; return its new SECRET.
+
+    The SECRET is returned once and never logged. A new registration ends the old
+    one at once: its SECRET stops working, its readings keep their registration.
+
+    :raise BadRequest: 400 for a bad SUID or metadata.
+    :raise Conflict: 409 when re-registration is off and the sensor is registered.
+    :raise StorageUnavailable: 503 when the database is down.
+    """
+    suid = auth.parse_suid(suid)
+    metadata = check_metadata(body, settings)
+    secret = auth.new_secret()
+    now = int(time.time())
+    with store.transaction() as conn:
+        sensor = sensor_sql.get_sensor(conn, suid)
+        if (
+            sensor
+            and sensor.secure
+            and not settings["CO2LOGSERVER_ALLOW_REREGISTRATION"]
+        ):
+            raise Conflict(
+                "This sensor is already registered and re-registration is off; "
+                "ask the operator to reset it (python3 -m co2logserver reset-sensor)"
+            )
+        registration = sensor_sql.new_registration(conn, suid, True, secret, now)
+        sensor_sql.save_sensor(
+            conn, suid, registration, True, metadata, now, exists=sensor is not None
+        )
+    return secret
+
+
+def reset_sensor(store: Store, suid: str) -> bool:
+    """Operator reset: end a sensor's secure registration so it may register again.
+
+    Until it does, its unsigned readings are stored as unverified. Returns whether
+    the sensor existed.
+    """
+    suid = auth.parse_suid(suid)
+    now = int(time.time())
+    with store.transaction() as conn:
+        sensor = sensor_sql.get_sensor(conn, suid)
+        if sensor is None:
+            return False
+        registration = sensor_sql.new_registration(conn, suid, False, None, now)
+        sensor_sql.save_sensor(conn, suid, registration, False, None, now, exists=True)
+    return True

@@ -1,0 +1,277 @@
+"""Read the sensor API's data back: public sensor views, reading pages, buckets.
+
+Locations leave here rounded to ``CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS`` unless the
+caller has proven to be an admin; SECRETs never leave here at all. No Flask.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from co2logserver import auth
+from co2logserver.errors import BadRequest, NotFound
+from co2logserver.ingest import READING_TYPES, TYPE_NAMES
+from co2logserver.store import Store
+from co2logserver.store import sensors as sensor_sql
+
+INTERVAL = re.compile(r"(\d+)\s*([smhdw]?)")
+UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def public_location(row, decimals: int, exact: bool) -> dict[str, float] | None:
+    """The sensor's location, rounded unless ``exact``."""
+    if row.latitude is None or row.longitude is None:
+        return None
+    if exact:
+        location = {"latitude": row.latitude, "longitude": row.longitude}
+        if row.elevation is not None:
+            location["elevation"] = row.elevation
+        return location
+    location = {
+        "latitude": round(row.latitude, decimals),
+        "longitude": round(row.longitude, decimals),
+    }
+    if row.elevation is not None:
+        location["elevation"] = round(row.elevation)
+    return location
+
+
+def sensor_view(row, decimals: int, exact: bool = False) -> dict[str, Any]:
+    """What the API shows of a sensor; further metadata only to admins."""
+    view = {
+        "suid": row.suid,
+        "manufacturer": row.manufacturer,
+        "model": row.model,
+        "location": public_location(row, decimals, exact),
+        "secure": bool(row.secure),
+        "registered_at": row.updated_at,
+        "first_reading": row.first_ts,
+        "last_reading": row.last_ts,
+        "reading_count": row.reading_count,
+    }
+    if exact:
+        view["metadata"] = json.loads(row.extra) if row.extra else {}
+    return view
+
+
+def list_sensor_views(store: Store, decimals: int, exact: bool) -> list[dict]:
+    """Every sensor as the API shows it."""
+    with store.reading() as conn:
+        return [
+            sensor_view(row, decimals, exact) for row in sensor_sql.list_sensors(conn)
+        ]
+
+
+def get_sensor_view(store: Store, suid: str, decimals: int, exact: bool) -> dict:
+    """One sensor as the API shows it.
+
+    :raise BadRequest: for a malformed SUID.
+    :raise NotFound: when the sensor has never registered nor posted.
+    """
+    suid = auth.parse_suid(suid)
+    with store.reading() as conn:
+        row = sensor_sql.get_sensor(conn, suid)
+    if row is None:
+        raise NotFound(f"No sensor {suid} has registered or posted readings")
+    return sensor_view(row, decimals, exact)
+
+
+def parse_time(text: str | None, name: str) -> int | None:
+    """A query time: UNIX seconds or ISO 8601 (UTC when no zone is given)."""
+    if text in (None, ""):
+        return None
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return int(float(text))
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"{name} must be UNIX seconds or ISO 8601, not {text[:40]!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp())
+
+
+def parse_types(text: str | None) -> list[int] | None:
+    """``type=PM10,TEMP`` as type codes."""
+    if not text:
+        return None
+    names = [t.strip().upper() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in READING_TYPES]
+    if unknown:
+        raise BadRequest(
+            f"type: unknown reading type {unknown[0]!r}; known: "
+            + ", ".join(READING_TYPES)
+        )
+    return [READING_TYPES[n][0] for n in names]
+
+
+def parse_verified(text: str | None) -> bool | None:
+    """``verified=true|false`` (absent: both)."""
+    if text in (None, ""):
+        return None
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise BadRequest("verified must be true or false")
+
+
+def parse_interval(text: str) -> int:
+    """``aggregate=3600``, ``15m``, ``1h``, ``1d``: bucket length in seconds."""
+    match = INTERVAL.fullmatch(text.strip().lower())
+    seconds = int(match[1]) * UNIT_SECONDS[match[2]] if match else 0
+    if seconds < 1:
+        raise BadRequest("aggregate must be an interval such as 60, 15m, 1h or 1d")
+    return seconds
+
+
+def parse_cursor(text: str | None) -> tuple[int, int, int] | None:
+    """The opaque ``cursor`` of the next page: registration, time and type."""
+    if not text:
+        return None
+    parts = text.split("-")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise BadRequest("cursor is not one this server gave out; start without it")
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+@dataclass
+class ReadingsQuery:
+    """A checked ``GET /v1/sensors/<SUID>/readings``."""
+
+    suid: str
+    start: int | None
+    end: int | None
+    types: list[int] | None
+    verified: bool | None
+    cursor: tuple[int, int, int] | None
+    limit: int
+    aggregate: int | None
+    format: str
+
+
+def parse_readings_query(
+    suid: str, args: Mapping[str, str], settings: Mapping
+) -> ReadingsQuery:
+    """Read the query parameters of the readings read-back.
+
+    :raise BadRequest: naming the parameter that is wrong.
+    """
+    limit_text = args.get("limit", "")
+    maximum = settings["CO2LOGSERVER_READINGS_MAX_PAGE_SIZE"]
+    if limit_text and not limit_text.isdigit():
+        raise BadRequest("limit must be a whole number")
+    limit = (
+        int(limit_text) if limit_text else settings["CO2LOGSERVER_READINGS_PAGE_SIZE"]
+    )
+    fmt = args.get("format", "json").lower()
+    if fmt not in ("json", "csv"):
+        raise BadRequest("format must be json or csv")
+    aggregate = args.get("aggregate")
+    return ReadingsQuery(
+        suid=auth.parse_suid(suid),
+        start=parse_time(args.get("from"), "from"),
+        end=parse_time(args.get("to"), "to"),
+        types=parse_types(args.get("type")),
+        verified=parse_verified(args.get("verified")),
+        cursor=parse_cursor(args.get("cursor")),
+        limit=max(1, min(limit, maximum)),
+        aggregate=parse_interval(aggregate) if aggregate else None,
+        format=fmt,
+    )
+
+
+def reading_dict(row) -> dict[str, Any]:
+    """One reading as JSON."""
+    name = TYPE_NAMES[row.type]
+    return {
+        "timestamp": row.ts,
+        "type": name,
+        "value": row.value,
+        "unit": READING_TYPES[name][1],
+        "verified": bool(row.secure),
+    }
+
+
+def require_sensor(conn, suid: str) -> None:
+    """:raise NotFound: for a SUID that never registered nor posted."""
+    if sensor_sql.get_sensor(conn, suid) is None:
+        raise NotFound(f"No sensor {suid} has registered or posted readings")
+
+
+def readings_page(store: Store, query: ReadingsQuery) -> dict[str, Any]:
+    """One page of readings and the cursor of the next page (``None`` at the end)."""
+    statement = sensor_sql.select_readings(
+        query.suid,
+        query.start,
+        query.end,
+        query.types,
+        query.verified,
+        query.cursor,
+        query.limit + 1,
+    )
+    with store.reading() as conn:
+        require_sensor(conn, query.suid)
+        rows = list(conn.execute(statement))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    last = rows[-1] if rows else None
+    return {
+        "suid": query.suid,
+        "readings": [reading_dict(row) for row in rows],
+        "next": f"{last.registration_id}-{last.ts}-{last.type}" if more else None,
+    }
+
+
+def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
+    """Every matching reading as CSV cells, streamed with its own connection."""
+    with store.reading() as conn:
+        require_sensor(conn, query.suid)
+    statement = sensor_sql.select_readings(
+        query.suid,
+        query.start,
+        query.end,
+        query.types,
+        query.verified,
+        query.cursor,
+        2**62,
+    )
+
+    def rows() -> Iterator[tuple]:
+        with store.reading() as conn:
+            for row in sensor_sql.stream(conn, statement):
+                name = TYPE_NAMES[row.type]
+                yield row.ts, name, row.value, READING_TYPES[name][1], bool(row.secure)
+
+    return rows()
+
+
+def aggregate(store: Store, query: ReadingsQuery) -> dict[str, Any]:
+    """Buckets of ``query.aggregate`` seconds per type: count, min, mean, max."""
+    statement = sensor_sql.aggregate_readings(
+        query.suid, query.start, query.end, query.types, query.verified, query.aggregate
+    )
+    with store.reading() as conn:
+        require_sensor(conn, query.suid)
+        rows = list(conn.execute(statement))
+    buckets = [
+        {
+            "type": TYPE_NAMES[row.type],
+            "unit": READING_TYPES[TYPE_NAMES[row.type]][1],
+            "start": int(row.bucket),
+            "count": row.count,
+            "min": row.min,
+            "mean": float(row.mean),
+            "max": row.max,
+        }
+        for row in rows
+    ]
+    return {"suid": query.suid, "interval": query.aggregate, "buckets": buckets}

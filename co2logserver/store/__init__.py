@@ -1,0 +1,170 @@
+"""The store: one SQLAlchemy engine per app, one transaction per request.
+
+SQLite is the embedded default (WAL, busy timeout, ``BEGIN IMMEDIATE`` for writers so
+several gunicorn workers queue for the write lock instead of failing); PostgreSQL
+works the same. Database failures leave here as
+:class:`~co2logserver.errors.StorageUnavailable` (503), never as raw SQL errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import make_url
+
+from co2logserver.errors import StorageUnavailable
+from co2logserver.store import schema
+from co2logserver.store.columns import DataTable
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "co2logserver"
+
+
+def database_url(value: str) -> str:
+    """Turn a file path into an SQLite URL and pick psycopg 3 for PostgreSQL."""
+    if "://" not in value:
+        return "sqlite:///" + os.path.abspath(value)
+    url = make_url(value)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
+    """An SQLite engine with WAL, a busy timeout and explicit transactions."""
+    engine = create_engine(
+        url,
+        connect_args={
+            "timeout": settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"],
+            "check_same_thread": False,
+        },
+    )
+    synchronous = settings["CO2LOGSERVER_SQLITE_SYNCHRONOUS"]
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event emit BEGIN itself, so writers can take the
+        # write lock up front (pysqlite would defer it to the first INSERT).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection):
+        immediate = connection.get_execution_options().get("write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def postgres_engine(url: str) -> Engine:
+    """A PostgreSQL engine that replaces connections broken by an outage."""
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=4,
+        max_overflow=4,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+class Store:
+    """Owns the engine and hands out transactions; knows nothing of HTTP."""
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.url = database_url(settings["CO2LOGSERVER_DB"])
+        self.retry_after = str(settings["CO2LOGSERVER_RETRY_AFTER"])
+        if self.url.startswith("sqlite"):
+            self.engine = sqlite_engine(self.url, settings)
+        else:
+            self.engine = postgres_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        self.data = DataTable(settings["CO2LOGSERVER_DATA_TABLE_NAME"], settings)
+        self._schema_ready = False
+
+    def init_app(self, app) -> None:
+        """Attach to ``app``; the schema is created on first use, not at import."""
+        app.extensions[EXTENSION] = self
+
+    def ensure_schema(self) -> None:
+        """Create missing tables (never alters the 0.1.2 ``data`` table's rows)."""
+        if self._schema_ready:
+            return
+        with self._write() as conn:
+            schema.metadata.create_all(conn)
+            self.data.ensure(conn)
+        self._schema_ready = True
+
+    def unavailable(self, error: Exception) -> StorageUnavailable:
+        """The 503 a client gets when the database is down or locked too long."""
+        log.warning("database unavailable: %s", type(error).__name__)
+        return StorageUnavailable(
+            "The database is unavailable right now; retry later. Nothing was stored.",
+            headers={"Retry-After": self.retry_after},
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back on error.
+
+        :raise StorageUnavailable: 503 when the database cannot be reached or locked.
+        """
+        self.ensure_schema()
+        with self._write() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """The write transaction itself, with database failures turned into 503."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(write=True)
+                with conn.begin():
+                    yield conn
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            raise self.unavailable(error) from error
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise self.unavailable(error) from error
+            raise
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only transaction (a consistent snapshot on SQLite and PostgreSQL).
+
+        :raise StorageUnavailable: 503 when the database cannot be reached.
+        """
+        self.ensure_schema()
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except (exc.OperationalError, exc.InterfaceError) as error:
+            raise self.unavailable(error) from error
+
+    def ping(self) -> None:
+        """Round trip to the database.
+
+        :raise StorageUnavailable: when it does not answer.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except (exc.OperationalError, exc.InterfaceError, exc.DBAPIError) as error:
+            raise self.unavailable(error) from error
+
+    def dispose(self) -> None:
+        """Close pooled connections (after fork, at shutdown)."""
+        self.engine.dispose()
+
+
+def get_store(app) -> Store:
+    """Return the store attached to ``app``."""
+    return app.extensions[EXTENSION]

@@ -1,0 +1,284 @@
+"""The legacy ``data`` table: reflect it, grow it, check values against it, insert.
+
+Columns are compared case-insensitively with the reflected table before every write
+that brings a new name (never by reading database error texts), and added inside the
+writer's transaction, so concurrent workers cannot add one twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, column, insert, inspect, table, types
+
+from co2logserver.errors import BadRequest
+
+INT64 = 2**63
+
+#: Declared column types per kind, as 0.1.2 wrote them on SQLite.
+SQL_TYPES = {
+    "sqlite": {
+        "int": "INTEGER",
+        "float": "REAL",
+        "text": "TEXT",
+        "datetime": "DATETIME",
+    },
+    "postgresql": {
+        "int": "BIGINT",
+        "float": "DOUBLE PRECISION",
+        "text": "TEXT",
+        "datetime": "TIMESTAMP WITH TIME ZONE",
+    },
+}
+
+
+def kind_of_type(sql_type: types.TypeEngine) -> str:
+    """Classify a reflected column type as int, float, text, datetime or any."""
+    if isinstance(sql_type, types.Integer):
+        return "int"
+    if isinstance(sql_type, (types.Float, types.Numeric)):
+        return "float"
+    if isinstance(sql_type, (types.DateTime, types.Date)):
+        return "datetime"
+    if isinstance(sql_type, (types.String, types.Text)):
+        return "text"
+    return "any"  # e.g. 0.1.2's columns declared "NULL"
+
+
+def kind_of_value(value: Any) -> str | None:
+    """Classify one value; ``None`` has no kind."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return "datetime"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    return "text"
+
+
+def suggest_column_type(values: Iterable[Any]) -> str:
+    """Suggest the kind of a new column from all values it receives.
+
+    Integers and floats make a float column, any text makes a text column, and a
+    column of only missing values is text.
+    """
+    kinds = {kind_of_value(v) for v in values} - {None}
+    if not kinds:
+        return "text"
+    if len(kinds) == 1:
+        return kinds.pop()
+    if kinds <= {"int", "float"}:
+        return "float"
+    return "text"
+
+
+@dataclass
+class Columns:
+    """The reflected columns: lowercase name -> (actual name, kind)."""
+
+    by_lower: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self.by_lower
+
+    def kind(self, name: str) -> str:
+        """Kind of an existing column."""
+        return self.by_lower[name.lower()][1]
+
+    def actual(self, name: str) -> str:
+        """Name as the table spells it."""
+        return self.by_lower[name.lower()][0]
+
+    def names(self) -> list[str]:
+        """Actual names in table order."""
+        return [actual for actual, _kind in self.by_lower.values()]
+
+
+class DataTable:
+    """The legacy data table of one database."""
+
+    def __init__(self, name: str, settings: Mapping[str, Any]):
+        self.name = name
+        self.upload_time_column = settings["CO2LOGSERVER_UPLOAD_TIME_COL"]
+        self.automatic = {
+            settings["CO2LOGSERVER_UPLOAD_TIME_COL"]: "datetime",
+            settings["CO2LOGSERVER_MATCHED_CHECKSUMS_COL"]: "text",
+            settings["CO2LOGSERVER_FAILED_CHECKSUMS_COL"]: "text",
+        }
+        self.max_new = settings["CO2LOGSERVER_MAX_NEW_COLUMNS"]
+        self.max_columns = settings["CO2LOGSERVER_MAX_COLUMNS"]
+        self.columns = Columns()
+
+    def ensure(self, conn: Connection) -> None:
+        """Create the table as 0.1.2 did when it is missing, then reflect it."""
+        if not inspect(conn).has_table(self.name):
+            types_ = SQL_TYPES[conn.dialect.name]
+            quote = conn.dialect.identifier_preparer.quote
+            fields = ", ".join(
+                f"{quote(name)} {types_[kind]}" for name, kind in self.automatic.items()
+            )
+            conn.exec_driver_sql(f"CREATE TABLE {quote(self.name)} ({fields})")
+        self.reflect(conn)
+
+    def reflect(self, conn: Connection) -> Columns:
+        """Read the table's columns from the database."""
+        self.columns = Columns(
+            {
+                info["name"].lower(): (info["name"], kind_of_type(info["type"]))
+                for info in inspect(conn).get_columns(self.name)
+            }
+        )
+        return self.columns
+
+    def unknown(self, names: Iterable[str]) -> list[str]:
+        """Names the table (as last reflected) does not have."""
+        return [name for name in names if name not in self.columns]
+
+    def add_missing_columns(
+        self, conn: Connection, rows: Sequence[Mapping[str, Any]], names: list[str]
+    ) -> None:
+        """Add the columns of ``names`` the table lacks, typed by their values.
+
+        Runs inside the writer's transaction; the table is reflected again first so
+        a column another worker just added is not added twice.
+
+        :raise BadRequest: when the upload would pass the column caps.
+        """
+        missing = self.unknown(names)
+        if missing:
+            missing = [name for name in missing if name not in self.reflect(conn)]
+        if not missing:
+            return
+        if len(missing) > self.max_new:
+            raise BadRequest(
+                f"The upload adds {len(missing)} new columns; at most {self.max_new} "
+                "may be added per upload (CO2LOGSERVER_MAX_NEW_COLUMNS)"
+            )
+        if len(self.columns.by_lower) + len(missing) > self.max_columns:
+            raise BadRequest(
+                f"The data table may have at most {self.max_columns} columns "
+                "(CO2LOGSERVER_MAX_COLUMNS); ask the operator to raise the limit"
+            )
+        types_ = SQL_TYPES[conn.dialect.name]
+        quote = conn.dialect.identifier_preparer.quote
+        exists = " IF NOT EXISTS" if conn.dialect.name == "postgresql" else ""
+        for name in missing:
+            kind = suggest_column_type(row.get(name) for row in rows)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {quote(self.name)} ADD COLUMN{exists} "
+                f"{quote(name)} {types_[kind]}"
+            )
+        self.reflect(conn)
+
+    def fit_values(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Check every value against its column's kind and adapt it for the driver.
+
+        Numbers are stored into text columns as their text; a value that a column
+        cannot hold unchanged is a 400 naming row and column.
+
+        :raise BadRequest: listing every value that does not fit.
+        """
+        errors: list[str] = []
+        widen: set[str] = set()
+        sqlite = conn.dialect.name == "sqlite"
+        for index, row in enumerate(rows):
+            for name, value in row.items():
+                kind = self.columns.kind(name)
+                fitted = fit_value(value, kind, sqlite)
+                if fitted is _WIDEN:
+                    widen.add(name)
+                elif fitted is _REFUSED:
+                    errors.append(refusal(index, name, value, kind))
+                else:
+                    row[name] = fitted
+        if errors:
+            raise BadRequest("; ".join(errors[:20]))
+        for name in widen:
+            self.widen_to_float(conn, name)
+
+    def widen_to_float(self, conn: Connection, name: str) -> None:
+        """Let a PostgreSQL integer column hold fractions (SQLite needs no change)."""
+        quote = conn.dialect.identifier_preparer.quote
+        target = quote(self.columns.actual(name))
+        conn.exec_driver_sql(
+            f"ALTER TABLE {quote(self.name)} ALTER COLUMN {target} "
+            "TYPE DOUBLE PRECISION"
+        )
+        self.reflect(conn)
+
+    def insert(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert ``rows`` (all columns exist); return how many were stored."""
+        names = sorted({name for row in rows for name in row})
+        actual = [self.columns.actual(name) for name in names]
+        target = table(self.name, *(column(name) for name in actual))
+        params = [
+            {real: row.get(name) for name, real in zip(names, actual, strict=True)}
+            for row in rows
+        ]
+        conn.execute(insert(target), params)
+        return len(params)
+
+
+_WIDEN = object()
+_REFUSED = object()
+
+
+def fit_value(value: Any, kind: str, sqlite: bool) -> Any:
+    """Return ``value`` as the column of ``kind`` stores it, or a marker."""
+    value_kind = kind_of_value(value)
+    if value_kind is None or kind == "any":
+        return to_sqlite_text(value) if sqlite else value
+    if kind == value_kind:
+        return to_sqlite_text(value) if sqlite else value
+    if kind == "float" and value_kind == "int":
+        return value
+    if kind == "int" and value_kind == "float":
+        if sqlite or value.is_integer():
+            return value
+        return _WIDEN
+    if kind == "text" and value_kind in ("int", "float"):
+        return repr(value)
+    if kind == "text" and value_kind == "datetime":
+        return value.isoformat(sep=" ")
+    return _REFUSED
+
+
+def to_sqlite_text(value: Any) -> Any:
+    """Datetimes are stored as 0.1.2 stored them: ISO text with a space."""
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ")
+    return value
+
+
+def refusal(index: int, name: str, value: Any, kind: str) -> str:
+    """Say which value does not fit which column."""
+    holds = {"int": "numbers", "float": "numbers", "datetime": "times"}.get(kind, kind)
+    return (
+        f"row {index}: column {name!r} holds {holds}, "
+        f"it cannot store {short_repr(value)}"
+    )
+
+
+def short_repr(value: Any) -> str:
+    """A value for an error message, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_scalar(value: Any) -> str | None:
+    """Return why a value cannot be stored in a column, or ``None``."""
+    if value is None or isinstance(value, (str, datetime.datetime)):
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if -INT64 <= value < INT64 else "is out of the 64-bit range"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "is not a finite number"
+    return f"is a {type(value).__name__}, not a number or text"

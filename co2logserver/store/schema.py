@@ -1,0 +1,111 @@
+"""Table definitions of the sensor API, the outbox and the forwarder lease.
+
+The legacy ``data`` table is not defined here: its columns grow with the uploads and
+a 0.1.2 database brings its own, so :mod:`co2logserver.store.columns` reflects it.
+"""
+
+from sqlalchemy import BigInteger as _BigInteger
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only makes an INTEGER PRIMARY KEY an alias of the rowid, so keys are
+# BIGINT on PostgreSQL and INTEGER on SQLite.
+BigInteger = _BigInteger().with_variant(Integer(), "sqlite")
+
+#: One row per SUID: its current registration and public metadata.
+sensors = Table(
+    "sensors",
+    metadata,
+    Column("suid", String(36), primary_key=True),
+    Column("registration_id", BigInteger, nullable=False),
+    Column("secure", Boolean, nullable=False),
+    Column("manufacturer", Text),
+    Column("model", Text),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("elevation", Float),
+    Column("extra", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("reading_count", BigInteger, nullable=False, default=0),
+    Column("first_ts", BigInteger),
+    Column("last_ts", BigInteger),
+)
+
+#: Every registration of a SUID; a SECRET belongs to exactly one registration.
+registrations = Table(
+    "registrations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("suid", String(36), nullable=False, index=True),
+    Column("secure", Boolean, nullable=False),
+    Column("secret", String(64)),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+#: One value of one type at one second under one registration. The primary key is
+#: the safe-retry rule (a resent reading stores nothing) and the index for
+#: per-sensor time ranges; WITHOUT ROWID keeps a reading to about 25 bytes on SQLite.
+readings = Table(
+    "readings",
+    metadata,
+    Column(
+        "registration_id",
+        BigInteger,
+        ForeignKey("registrations.id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("ts", BigInteger, primary_key=True, autoincrement=False),
+    Column("type", SmallInteger, primary_key=True, autoincrement=False),
+    Column("value", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: Stored data waiting for the OpenSenseMap, written in the ingest transaction.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("box", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("parked_at", BigInteger),
+    Column("parked_reason", Text),
+    Column("waiting_reason", Text),
+    Index("ix_outbox_pending", "parked_at", "id"),
+)
+
+#: Who may run the forwarder: one holder across all workers and hosts.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+#: Forwarder status shown on ``/``, ``/health`` and ``/metrics``.
+forwarder_status = Table(
+    "forwarder_status",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_success_at", Float),
+    Column("last_error_at", Float),
+    Column("last_error", Text),
+)

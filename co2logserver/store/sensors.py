@@ -1,0 +1,209 @@
+"""SQL of the OpenSmog sensor API: sensors, registrations and readings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+
+from co2logserver.store.schema import readings, registrations, sensors
+
+#: ``(ts, type code, value)`` of one reading.
+Reading = tuple[int, int, float]
+
+
+def get_sensor(conn: Connection, suid: str) -> Row | None:
+    """The sensor row with its current registration's secret, or ``None``."""
+    statement = (
+        select(sensors, registrations.c.secret)
+        .join(registrations, registrations.c.id == sensors.c.registration_id)
+        .where(sensors.c.suid == suid)
+    )
+    return conn.execute(statement).first()
+
+
+def new_registration(
+    conn: Connection, suid: str, secure: bool, secret: str | None, now: int
+) -> int:
+    """Insert a registration and return its id."""
+    result = conn.execute(
+        insert(registrations).values(
+            suid=suid, secure=secure, secret=secret, created_at=now
+        )
+    )
+    return result.inserted_primary_key[0]
+
+
+def save_sensor(
+    conn: Connection,
+    suid: str,
+    registration_id: int,
+    secure: bool,
+    metadata: dict[str, Any] | None,
+    now: int,
+    exists: bool,
+) -> None:
+    """Point the sensor at ``registration_id``; replace its metadata when given."""
+    values: dict[str, Any] = {
+        "registration_id": registration_id,
+        "secure": secure,
+        "updated_at": now,
+    }
+    if metadata is not None:
+        values.update(metadata)
+    if exists:
+        conn.execute(update(sensors).where(sensors.c.suid == suid).values(**values))
+    else:
+        conn.execute(
+            insert(sensors).values(suid=suid, created_at=now, reading_count=0, **values)
+        )
+
+
+def dialect_insert(conn: Connection):
+    """The INSERT of the connection's dialect (for ON CONFLICT DO NOTHING)."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+
+
+def insert_readings(
+    conn: Connection, registration_id: int, values: Sequence[Reading]
+) -> list[tuple[int, int]]:
+    """Insert readings; a reading already stored is kept as it was (safe retries).
+
+    Returns the ``(ts, type)`` keys that were new.
+    """
+    statement = (
+        dialect_insert(conn)(readings)
+        .on_conflict_do_nothing()
+        .returning(readings.c.ts, readings.c.type)
+    )
+    rows = [
+        {"registration_id": registration_id, "ts": ts, "type": kind, "value": value}
+        for ts, kind, value in values
+    ]
+    return [tuple(row) for row in conn.execute(statement, rows)]
+
+
+def count_new_readings(
+    conn: Connection, suid: str, keys: Sequence[tuple[int, int]]
+) -> None:
+    """Keep the sensor's reading count and first/last reading time up to date."""
+    if not keys:
+        return
+    first = min(ts for ts, _ in keys)
+    last = max(ts for ts, _ in keys)
+    conn.execute(
+        update(sensors)
+        .where(sensors.c.suid == suid)
+        .values(
+            reading_count=sensors.c.reading_count + len(keys),
+            first_ts=case(
+                (
+                    (sensors.c.first_ts.is_(None)) | (sensors.c.first_ts > first),
+                    first,
+                ),
+                else_=sensors.c.first_ts,
+            ),
+            last_ts=case(
+                ((sensors.c.last_ts.is_(None)) | (sensors.c.last_ts < last), last),
+                else_=sensors.c.last_ts,
+            ),
+        )
+    )
+
+
+def list_sensors(conn: Connection) -> list[Row]:
+    """Every sensor, ordered by SUID."""
+    return list(conn.execute(select(sensors).order_by(sensors.c.suid)))
+
+
+def select_readings(
+    suid: str,
+    start: int | None,
+    end: int | None,
+    types: Iterable[int] | None,
+    verified: bool | None,
+    after: tuple[int, int, int] | None,
+    limit: int,
+):
+    """Readings of all registrations of ``suid`` in key order, from a cursor on.
+
+    ``after`` is the ``(registration_id, ts, type)`` of the last reading already
+    returned; pages follow the primary key, so each page is one index range scan.
+    """
+    statement = (
+        select(
+            readings.c.registration_id,
+            readings.c.ts,
+            readings.c.type,
+            readings.c.value,
+            registrations.c.secure,
+        )
+        .join(registrations, registrations.c.id == readings.c.registration_id)
+        .where(registrations.c.suid == suid)
+    )
+    if start is not None:
+        statement = statement.where(readings.c.ts >= start)
+    if end is not None:
+        statement = statement.where(readings.c.ts < end)
+    if types:
+        statement = statement.where(readings.c.type.in_(list(types)))
+    if verified is not None:
+        statement = statement.where(registrations.c.secure == verified)
+    if after is not None:
+        reg, ts, kind = after
+        statement = statement.where(
+            (readings.c.registration_id > reg)
+            | and_(readings.c.registration_id == reg, readings.c.ts > ts)
+            | and_(
+                readings.c.registration_id == reg,
+                readings.c.ts == ts,
+                readings.c.type > kind,
+            )
+        )
+    return statement.order_by(
+        readings.c.registration_id, readings.c.ts, readings.c.type
+    ).limit(limit)
+
+
+def aggregate_readings(
+    suid: str,
+    start: int | None,
+    end: int | None,
+    types: Iterable[int] | None,
+    verified: bool | None,
+    interval: int,
+):
+    """Buckets of ``interval`` seconds per type: count, min, mean, max."""
+    bucket = (readings.c.ts - readings.c.ts % interval).label("bucket")
+    statement = (
+        select(
+            readings.c.type,
+            bucket,
+            func.count().label("count"),
+            func.min(readings.c.value).label("min"),
+            func.avg(readings.c.value).label("mean"),
+            func.max(readings.c.value).label("max"),
+        )
+        .join(registrations, registrations.c.id == readings.c.registration_id)
+        .where(registrations.c.suid == suid)
+        .group_by(readings.c.type, bucket)
+        .order_by(readings.c.type, bucket)
+    )
+    if start is not None:
+        statement = statement.where(readings.c.ts >= start)
+    if end is not None:
+        statement = statement.where(readings.c.ts < end)
+    if types:
+        statement = statement.where(readings.c.type.in_(list(types)))
+    if verified is not None:
+        statement = statement.where(registrations.c.secure == verified)
+    return statement
+
+
+def stream(conn: Connection, statement) -> Iterator[Row]:
+    """Rows of ``statement`` fetched in chunks, not all at once."""
+    result = conn.execution_options(stream_results=True, yield_per=1000)
+    yield from result.execute(statement)

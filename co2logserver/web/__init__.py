@@ -1,0 +1,12 @@
+"""The HTTP layer: blueprints that parse requests and answer them."""
+
+from __future__ import annotations
+
+
+def register_blueprints(app) -> None:
+    """Register every blueprint on ``app``."""
+    from co2logserver.web import legacy, pages, sensors
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(legacy.bp)
+    app.register_blueprint(sensors.bp)

@@ -1,0 +1,91 @@
+"""Blueprint ``sensors``: the OpenSmog sensor API (``/v1`` and ``/rogue/v1``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from co2logserver import auth, ingest, readback
+from co2logserver.web import export
+from co2logserver.web.common import request_bodies, settings, store
+
+bp = Blueprint("sensors", __name__)
+
+
+def is_admin() -> bool:
+    """Whether the request bears one of ``CO2LOGSERVER_ADMIN_TOKENS``."""
+    return auth.bearer_token_allowed(
+        request.headers.get("Authorization"), settings()["CO2LOGSERVER_ADMIN_TOKENS"]
+    )
+
+
+def decimals() -> int:
+    """Public location precision."""
+    return settings()["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"]
+
+
+@bp.put("/v1/sensors/<suid>")
+def register(suid: str):
+    """Register a sensor; the reply is its new SECRET, shown this once."""
+    _raw, body = request_bodies()
+    secret = ingest.register_sensor(store(), settings(), suid, body)
+    return Response(
+        secret, mimetype="text/plain", headers={"Cache-Control": "no-store"}
+    )
+
+
+def post_readings(suid: str, rogue_route: bool) -> Response:
+    """Store readings through the authorization table of the OpenSmog API."""
+    raw, body = request_bodies()
+    ingest.submit_readings(
+        store(),
+        settings(),
+        suid,
+        body,
+        request.headers.get("Authorization"),
+        rogue_route=rogue_route,
+        raw_body=raw,
+    )
+    return Response(b"", status=200)
+
+
+@bp.post("/v1/sensors/<suid>/readings")
+def readings(suid: str):
+    """Verified readings (or rogue ones from a SUID not registered via PUT)."""
+    return post_readings(suid, rogue_route=False)
+
+
+@bp.post("/rogue/v1/sensors/<suid>/readings")
+def rogue_readings(suid: str):
+    """Unverified readings; a secure SUID gets 403 here."""
+    return post_readings(suid, rogue_route=True)
+
+
+@bp.get("/v1/sensors")
+def list_sensors():
+    """Every sensor with its public location."""
+    return {"sensors": readback.list_sensor_views(store(), decimals(), is_admin())}
+
+
+@bp.get("/v1/sensors/<suid>")
+def show_sensor(suid: str):
+    """One sensor with its public location."""
+    return readback.get_sensor_view(store(), suid, decimals(), is_admin())
+
+
+@bp.get("/v1/sensors/<suid>/readings")
+def list_readings(suid: str):
+    """Readings as JSON pages or a streamed CSV; ``aggregate`` gives buckets."""
+    query = readback.parse_readings_query(suid, request.args, settings())
+    if query.aggregate:
+        return readback.aggregate(store(), query)
+    if query.format == "json":
+        return readback.readings_page(store(), query)
+    rows = readback.readings_rows(store(), query)
+    header = ("timestamp", "type", "value", "unit", "verified")
+    return Response(
+        stream_with_context(export.stream_csv(header, rows)),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{query.suid}-readings.csv"'
+        },
+    )
