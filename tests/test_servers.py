@@ -9,6 +9,8 @@ import paho.mqtt.client as mqtt
 import pytest
 import redis
 import sqlalchemy
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -118,16 +120,32 @@ class _Subscriber:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         """Signal a successful connection."""
         if not reason_code.is_failure:
             self.connected.set()
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
         """Signal an acknowledged subscription."""
         self.subscribed.set()
 
-    def _on_message(self, client, userdata, message) -> None:  # noqa: ANN001
+    def _on_message(
+        self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
         """Record a received message."""
         self.payloads.append(message.payload)
         self.received.set()

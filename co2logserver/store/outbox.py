@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, case, func, insert, select
 
-from co2logserver.store.schema import outbox
+from co2logserver.store.schema import forwarder_status, outbox
 
 LEGACY = "legacy"
 READINGS = "readings"
@@ -48,3 +48,29 @@ def legacy_items(
             box = default_box
         items.append((str(box), dict(row)))
     return items
+
+
+def backlog(conn: Connection) -> dict[str, int]:
+    """How many items wait to be sent and how many are parked for good."""
+    counts = dict(
+        conn.execute(
+            select(
+                case((outbox.c.parked_at.is_(None), "pending"), else_="parked"),
+                func.count(),
+            ).group_by(1)
+        ).all()
+    )
+    return {"pending": counts.get("pending", 0), "parked": counts.get("parked", 0)}
+
+
+def status(conn: Connection, name: str = "opensensemap") -> dict[str, Any]:
+    """Backlog plus the forwarder's last success and last error (UNIX seconds)."""
+    row = conn.execute(
+        select(forwarder_status).where(forwarder_status.c.name == name)
+    ).first()
+    return {
+        **backlog(conn),
+        "last_success_at": row.last_success_at if row else None,
+        "last_error_at": row.last_error_at if row else None,
+        "last_error": row.last_error if row else None,
+    }

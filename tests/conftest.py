@@ -1,0 +1,129 @@
+"""Shared fixtures: a real SQLite file per test (and a PostgreSQL variant), clients,
+and helper actions for the sensor API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from co2logserver import create_app
+
+pytest_plugins = ["tests.servers"]
+
+SEED_SALT = "my-super-secret-psk"
+
+
+@pytest.fixture(autouse=True)
+def _reset_environ(monkeypatch) -> Iterator[None]:
+    """Tests never see the developer's CO2LOGSERVER_* or SENSEMAP_* variables."""
+    for key in list(os.environ):
+        if key.startswith(("CO2LOGSERVER_", "SENSEMAP_")):
+            monkeypatch.delenv(key)
+    yield
+
+
+@pytest.fixture
+def db_path(tmp_path) -> str:
+    """Path of a fresh SQLite file."""
+    return str(tmp_path / "co2.sqlite")
+
+
+@pytest.fixture
+def make_app(db_path):
+    """Build an app on the test's SQLite file with extra configuration."""
+
+    def factory(**config):
+        settings = {"DB": db_path, "RATELIMIT_ENABLED": False, **config}
+        app = create_app(settings)
+        app.config["TESTING"] = True
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app):
+    """An app on a fresh SQLite file, rate limits off."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    """Flask test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_db_app(request, db_path):
+    """The same app on SQLite and on a fresh PostgreSQL database."""
+    db = db_path
+    if request.param == "postgres":
+        db = request.getfixturevalue("pg_database_url")
+
+    def factory(**config):
+        app = create_app({"DB": db, "RATELIMIT_ENABLED": False, **config})
+        app.config["TESTING"] = True
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def runner(app):
+    """Flask CLI runner of ``app``."""
+    return app.test_cli_runner()
+
+
+def opensmog_hash(body: bytes, secret: str) -> str:
+    """sha256(body + SECRET) as hex."""
+    return hashlib.sha256(body + secret.encode()).hexdigest()
+
+
+def observations(*timestamps: int, **readings: float) -> bytes:
+    """A readings payload with the same readings at each timestamp."""
+    readings = readings or {"PM10": 12.5, "TEMP": 21.0}
+    return json.dumps(
+        [{"timestamp": ts, "readings": readings} for ts in timestamps]
+    ).encode()
+
+
+class SensorActions:
+    """Register sensors and post readings as a device would."""
+
+    def __init__(self, client):
+        self.client = client
+
+    @staticmethod
+    def new_suid() -> str:
+        """A fresh SUID."""
+        return str(uuid.uuid4())
+
+    def register(self, suid: str, metadata: dict | None = None) -> str:
+        """PUT the sensor; return the SECRET."""
+        response = self.client.put(f"/v1/sensors/{suid}", json=metadata or {})
+        assert response.status_code == 200, response.data
+        return response.get_data(as_text=True)
+
+    def post(self, suid: str, body: bytes, secret: str | None = None, **kw):
+        """POST readings, signed when a secret is given."""
+        headers = kw.pop("headers", {})
+        if secret is not None:
+            headers["Authorization"] = f"OpenSmogHash {opensmog_hash(body, secret)}"
+        return self.client.post(
+            f"/v1/sensors/{suid}/readings", data=body, headers=headers, **kw
+        )
+
+    def post_rogue(self, suid: str, body: bytes, **kw):
+        """POST readings to the rogue route."""
+        return self.client.post(f"/rogue/v1/sensors/{suid}/readings", data=body, **kw)
+
+
+@pytest.fixture
+def sensors(client) -> SensorActions:
+    """Sensor actions on ``client``."""
+    return SensorActions(client)
