@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from co2logserver import create_app
+from co2logserver.store import get_store
 
 pytest_plugins = ["tests.servers"]
 
@@ -34,16 +35,25 @@ def db_path(tmp_path) -> str:
 
 
 @pytest.fixture
-def make_app(db_path):
-    """Build an app on the test's SQLite file with extra configuration."""
+def build_app() -> Iterator:
+    """Create apps and close their database connections when the test ends."""
+    apps = []
 
-    def factory(**config):
-        settings = {"DB": db_path, "RATELIMIT_ENABLED": False, **config}
-        app = create_app(settings)
+    def factory(config):
+        app = create_app({"RATELIMIT_ENABLED": False, **config})
         app.config["TESTING"] = True
+        apps.append(app)
         return app
 
-    return factory
+    yield factory
+    for app in apps:
+        get_store(app).dispose()
+
+
+@pytest.fixture
+def make_app(db_path, build_app):
+    """Build an app on the test's SQLite file with extra configuration."""
+    return lambda **config: build_app({"DB": db_path, **config})
 
 
 @pytest.fixture
@@ -59,18 +69,12 @@ def client(app):
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_db_app(request, db_path):
+def any_db_app(request, db_path, build_app):
     """The same app on SQLite and on a fresh PostgreSQL database."""
     db = db_path
     if request.param == "postgres":
         db = request.getfixturevalue("pg_database_url")
-
-    def factory(**config):
-        app = create_app({"DB": db, "RATELIMIT_ENABLED": False, **config})
-        app.config["TESTING"] = True
-        return app
-
-    return factory
+    return lambda **config: build_app({"DB": db, **config})
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 def osem_time(moment: dt.datetime) -> str:
     """Format a time as the API does: RFC 3339 in UTC with milliseconds."""
-    moment = moment.astimezone(dt.timezone.utc)
+    moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -94,7 +94,7 @@ def parse_time(text: str) -> dt.datetime:
     moment = dt.datetime.fromisoformat(text.strip())
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone")
-    return moment.astimezone(dt.timezone.utc)
+    return moment.astimezone(dt.UTC)
 
 
 def parse_location(value: Any) -> list[float]:
@@ -418,7 +418,7 @@ class OsemStandin:
         sensors = body.get("sensors") or []
         if not sensors:
             raise ApiError(422, "sensors are required if model is invalid or missing.")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         location = {
             "type": "Point",
             "coordinates": parse_location(body["location"]),
@@ -458,7 +458,7 @@ class OsemStandin:
         if body.get("location") is not None:
             self._move(box, parse_location(body["location"]), None)
         box["sensors"] = sensors
-        box["updatedAt"] = osem_time(dt.datetime.now(dt.timezone.utc))
+        box["updatedAt"] = osem_time(dt.datetime.now(dt.UTC))
         return 200, {"code": "Ok", "data": self._box_json(box, secrets=True)}
 
     def _delete_box(self, request: Request, box_id: str) -> tuple[int, JsonDict]:
@@ -599,7 +599,7 @@ class OsemStandin:
     def _time(raw: Any) -> dt.datetime:
         """The measurement time (now if not given), or a 422."""
         if raw in (None, ""):
-            return dt.datetime.now(dt.timezone.utc)
+            return dt.datetime.now(dt.UTC)
         try:
             return parse_time(str(raw))
         except ValueError:
@@ -641,7 +641,7 @@ class OsemStandin:
     @staticmethod
     def _move(box: JsonDict, coords: list[float], moment: dt.datetime | None) -> None:
         """Make ``coords`` the current location unless a newer one is known."""
-        moment = moment or dt.datetime.now(dt.timezone.utc)
+        moment = moment or dt.datetime.now(dt.UTC)
         current = box["currentLocation"]
         if parse_time(current["timestamp"]) <= moment:
             box["currentLocation"] = {

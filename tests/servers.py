@@ -14,6 +14,8 @@ overrides let a developer point the tests at existing servers instead:
 ``CO2LOGSERVER_TEST_MQTT_URL``
     ``mqtt://host:port`` of the broker used by :func:`mosquitto_server`.
 
+These variables are read once, when the plugin is imported.
+
 A missing server binary skips the dependent tests, except when ``CI=true``:
 then it fails them, so that CI never counts skipped tests as passing.
 """
@@ -50,6 +52,19 @@ SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 PG_SUPERUSER = "postgres"
 PG_DBNAME = "co2logserver_test"
 PG_SYSTEM_USER = "postgres"
+
+
+# Overrides are read once, when the plugin is loaded, so that fixtures which
+# clear CO2LOGSERVER_* variables for each test do not hide them.
+ENV_OVERRIDES: dict[str, str] = {
+    name: os.environ[name]
+    for name in (
+        "CO2LOGSERVER_TEST_PG_URL",
+        "CO2LOGSERVER_TEST_REDIS_URL",
+        "CO2LOGSERVER_TEST_MQTT_URL",
+    )
+    if os.environ.get(name)
+}
 
 
 class ServerError(RuntimeError):
@@ -558,7 +573,7 @@ def postgres_url() -> Iterator[str]:
     ``postgresql+psycopg://postgres@127.0.0.1:PORT/co2logserver_test``, or the
     value of ``CO2LOGSERVER_TEST_PG_URL`` if set.
     """
-    override = os.environ.get("CO2LOGSERVER_TEST_PG_URL")
+    override = ENV_OVERRIDES.get("CO2LOGSERVER_TEST_PG_URL")
     if override:
         yield override
         return
@@ -607,7 +622,7 @@ def redis_url() -> Iterator[str]:
 
     Or the value of ``CO2LOGSERVER_TEST_REDIS_URL`` if set.
     """
-    override = os.environ.get("CO2LOGSERVER_TEST_REDIS_URL")
+    override = ENV_OVERRIDES.get("CO2LOGSERVER_TEST_REDIS_URL")
     if override:
         yield override
         return
@@ -625,7 +640,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def _mosquitto_instance() -> Iterator[MosquittoServer | ExternalMqttServer]:
     """Run the session's Mosquitto broker (or use the external one if set)."""
-    override = os.environ.get("CO2LOGSERVER_TEST_MQTT_URL")
+    override = ENV_OVERRIDES.get("CO2LOGSERVER_TEST_MQTT_URL")
     if override:
         yield ExternalMqttServer(override)
         return

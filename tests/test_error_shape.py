@@ -1,0 +1,57 @@
+"""Every API error has one shape: {"error": "..."} with the right status."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def assert_canonical_error(response, status: int) -> str:
+    """The response is JSON ``{"error": <non-empty text>}`` with ``status``."""
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert list(body) == ["error"]
+    assert isinstance(body["error"], str) and body["error"]
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("get", "/no/such/page", {}, 404),
+        ("get", "/upload", {}, 405),
+        ("delete", "/download", {}, 405),
+        ("post", "/upload", {"data": b"x", "content_type": "text/plain"}, 415),
+        ("post", "/upload", {"data": b"{", "content_type": "application/json"}, 400),
+        ("get", "/download?format=pdf", {}, 400),
+        ("put", "/v1/sensors/not-a-uuid", {"json": {}}, 400),
+        ("get", "/v1/sensors/123e4567-e89b-12d3-a456-426655440000", {}, 404),
+        (
+            "post",
+            "/rogue/v1/sensors/123e4567-e89b-12d3-a456-426655440000/readings",
+            {"data": b"[]"},
+            400,
+        ),
+    ],
+)
+def test_error_shape(client, method, path, kwargs, status):
+    assert_canonical_error(getattr(client, method)(path, **kwargs), status)
+
+
+def test_body_too_large_is_413_json(make_app):
+    client = make_app(MAX_CONTENT_LENGTH=100).test_client()
+    response = client.post(
+        "/upload",
+        data=b'{"x": [' + b"1," * 100 + b"1]}",
+        content_type="application/json",
+    )
+    assert_canonical_error(response, 413)
+
+
+def test_storage_unavailable_is_503_with_retry_after(make_app, tmp_path):
+    client = make_app(
+        DB=str(tmp_path / "no" / "such" / "dir" / "db.sqlite")
+    ).test_client()
+    response = client.post("/upload", json={"x": 1})
+    assert_canonical_error(response, 503)
+    assert response.headers["Retry-After"].isdigit()
