@@ -167,8 +167,10 @@ CO2LOGSERVER_ADMIN_TOKENS = []
 # Largest size in bytes of a registration's JSON metadata.
 CO2LOGSERVER_MAX_METADATA_BYTES = 4096
 
-# Default and largest page size of ``GET /v1/sensors/<SUID>/readings``.
+# Default page size of ``GET /v1/sensors/<SUID>/readings`` (JSON).
 CO2LOGSERVER_READINGS_PAGE_SIZE = 1000
+
+# Largest page size a client may ask for with ``limit``.
 CO2LOGSERVER_READINGS_MAX_PAGE_SIZE = 100000
 
 # --------------------------------------------------------------------------------------

@@ -946,7 +946,7 @@ class OsemForwarder:
         min_gap: float,
     ) -> bool:
         """Whether a value was posted already or follows the last too closely."""
-        if False:
+        if (sensor.id, osem_time(moment)) in self._posted:
             return True
         if min_gap <= 0:
             return False
