@@ -25,6 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         or without the ``CO2LOGSERVER_`` prefix.
     :raise co2logserver.errors.ConfigError: for a configuration that cannot work.
     """
+    from co2logserver import forwarder
     from co2logserver.config import load_config
     from co2logserver.errors import register_error_handlers
     from co2logserver.store import Store
@@ -38,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Store(app.config).init_app(app)
     register_error_handlers(app)
     register_blueprints(app)
+    forwarder.init_app(app)
     return app
 
 

@@ -123,6 +123,33 @@ def reset_sensor_command(ctx, suid):
     click.echo(f"sensor {suid.lower()} reset: it may register again")
 
 
+@main.command("forward")
+@click.pass_context
+def forward_command(ctx):
+    """Forward stored data to the OpenSenseMap until stopped (Ctrl-C, SIGTERM).
+
+    Runs beside the server (set CO2LOGSERVER_OSEM_FORWARDER_THREAD = False there);
+    any number of these may run, one holds the lease and forwards.
+    """
+    import signal
+
+    from co2logserver.forwarder import OutboxForwarder
+    from co2logserver.store import get_store
+
+    ctx.obj["overrides"]["CO2LOGSERVER_OSEM_FORWARDER_THREAD"] = False
+    app = build_app(ctx)
+    if not app.config["CO2LOGSERVER_OSEM_UPLOAD"]:
+        raise click.ClickException(
+            "CO2LOGSERVER_OSEM_UPLOAD is off: nothing to forward"
+        )
+    forwarder = OutboxForwarder(get_store(app), app.config)
+    signal.signal(signal.SIGTERM, lambda *_: forwarder.stop(timeout=0))
+    try:
+        forwarder.run_forever()
+    except KeyboardInterrupt:
+        forwarder.release()
+
+
 @main.command("init-db")
 @click.pass_context
 def init_db_command(ctx):

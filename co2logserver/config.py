@@ -193,6 +193,13 @@ def check_osem(config: dict) -> None:
             "CO2LOGSERVER_OSEM_UPLOAD is on but CO2LOGSERVER_OSEM_PASSWORD "
             "(or SENSEMAP_PASSWORD) is not set"
         )
+    try:
+        import sensemapi  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "CO2LOGSERVER_OSEM_UPLOAD needs the sensemapi package: "
+            "pip install 'co2logserver[opensensemap]'"
+        ) from None
     regex = config["CO2LOGSERVER_OSEM_COL_REGEX"]
     if isinstance(regex, str):
         regex = config["CO2LOGSERVER_OSEM_COL_REGEX"] = re.compile(regex)

@@ -354,7 +354,7 @@ def guard_sensemapi_logs(level: int | str | None) -> None:
     """Set sensemapi's log level and redact secrets from every sensemapi logger."""
     base = logging.getLogger("sensemapi")
     if level is not None:
-        base.setLevel(level)
+        base.setLevel(level.upper() if isinstance(level, str) else level)
     names = [n for n in logging.root.manager.loggerDict if n.startswith("sensemapi.")]
     for name in ["sensemapi", *names]:
         target = logging.getLogger(name)
@@ -496,11 +496,15 @@ def column_spec(column: str, settings: Mapping[str, Any]) -> SensorSpec | None:
     groups = match.groupdict()
     details = {**groups, "column": column}
     convert_unit = setting(settings, "OSEM_UNIT_COVERTER", lambda unit: unit)
+    make_title = setting(settings, "OSEM_SENSOR_TITLE_GENERATOR", "{quantity}".format)
+    pick_icon = setting(
+        settings, "OSEM_ICON_DETERMINER", lambda d: "osem-not-available"
+    )
     return SensorSpec(
-        title=str(settings[PREFIX + "OSEM_SENSOR_TITLE_GENERATOR"](**details)),
+        title=str(make_title(**details)),
         type=str(groups["type"]),
         unit=str(convert_unit(groups["unit"])),
-        icon=str(settings[PREFIX + "OSEM_ICON_DETERMINER"](details)),
+        icon=str(pick_icon(details)),
     )
 
 
@@ -592,10 +596,13 @@ def legacy_plan(
     readings = [r for row in rows for r in row_readings(box, row, settings, skip)]
     located = (row_location(row, settings) for row in rows)
     home = next((loc for loc in located if loc is not None), None)
-    name_box = settings[PREFIX + "OSEM_BOX_NAME_GENERATOR"]
+    name_box = setting(
+        settings, "OSEM_BOX_NAME_GENERATOR", "{servername} senseBox {box}".format
+    )
+    exposure = setting(settings, "OSEM_EXPOSURE_DETERMINER", lambda box: "mobile")
     return BoxPlan(
         name=str(name_box(servername=server_name(settings), box=box)),
-        exposure=str(settings[PREFIX + "OSEM_EXPOSURE_DETERMINER"](box)),
+        exposure=str(exposure(box)),
         home=home or default_location(box, settings),
         readings=readings,
         **box_texts(settings),
@@ -690,12 +697,9 @@ def osem_errors(account: OsemAccount) -> Iterator[None]:
 
 
 def most_urgent(failures: list[OsemError]) -> OsemError:
-    """The failure the caller must act on first: retry, then wait, then drop."""
-    for kind in (OsemRetryable, OsemNoLocation):
-        for failure in failures:
-            if isinstance(failure, kind):
-                return failure
-    return failures[0]
+    """The failure the caller must act on first: waiting beats dropping the data."""
+    waiting = [f for f in failures if isinstance(f, OsemNoLocation)]
+    return (waiting or failures)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -759,8 +763,9 @@ class OsemForwarder:
     def forward_legacy(self, rows: list[dict[str, Any]]) -> None:
         """Forward stored legacy rows: one box per box-column value.
 
-        :raise OsemRetryable, OsemNoLocation, OsemRefused: after trying every box,
-            the most urgent failure; the other boxes' data has been posted.
+        :raise OsemRetryable: at once, as OSEM fails for every box then.
+        :raise OsemNoLocation, OsemRefused: after trying every box (waiting wins
+            over refused); the other boxes' data has been posted.
         """
         self._forward(legacy_plans(rows, self.settings))
 
@@ -787,7 +792,7 @@ class OsemForwarder:
     # ------------------------------------------------------------ per batch
 
     def _forward(self, plans: list[BoxPlan]) -> None:
-        """Forward each plan; raise the most urgent failure once all were tried."""
+        """Forward each plan; stop at an outage, else raise the worst failure last."""
         self._fresh = False
         failures: list[OsemError] = []
         for plan in plans:
@@ -795,6 +800,8 @@ class OsemForwarder:
                 continue
             try:
                 self._forward_box(plan)
+            except OsemRetryable:
+                raise
             except OsemError as error:
                 logger.warning("OpenSenseMap box %r: %s", plan.name, error.message)
                 failures.append(error)
@@ -816,8 +823,8 @@ class OsemForwarder:
             with osem_errors(self.account):
                 self._forward_box_once(plan)
         except OsemRefused as error:
-            if error.status == 401:
-                raise OsemRetryable(error.message, 401) from error
+            if error.status in (401, 404):  # our login or OSEM's box list is off
+                raise OsemRetryable(error.message, error.status) from error
             raise
 
     def _forward_box_once(self, plan: BoxPlan) -> None:

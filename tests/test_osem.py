@@ -408,9 +408,21 @@ def test_server_errors_and_rate_limits_are_retryable(
         forwarder.forward_legacy([row("a", 1, scd30_co2_ppm=401)])
     assert caught.value.status == status
     assert time.monotonic() - started < 2
+    assert osem_standin.count("POST", "/users/sign-in") == 1
     osem_standin.fail_status = None
     forwarder.forward_legacy([row("a", 1, scd30_co2_ppm=401)])
     assert len(osem_standin.measurements) == 2
+
+
+def test_outage_stops_the_batch_at_once(osem_standin: OsemStandin) -> None:
+    """While OSEM fails, the remaining boxes of a batch are not tried."""
+    forwarder = forwarder_for(osem_standin)
+    forwarder.forward_legacy([row("a", 0, a_b_c=1), row("b", 0, a_b_c=2)])
+    osem_standin.fail_status = 503
+    osem_standin.calls.clear()
+    with pytest.raises(OsemRetryable):
+        forwarder.forward_legacy([row("a", 1, a_b_c=3), row("b", 1, a_b_c=4)])
+    assert osem_standin.count("POST", "/boxes/[0-9a-f]+/data") == 1
 
 
 def test_failure_during_box_creation_is_retryable(osem_standin: OsemStandin) -> None:
@@ -433,7 +445,7 @@ def test_refused_box_is_refused_with_reason(osem_standin: OsemStandin) -> None:
     ]
 
 
-def test_retryable_wins_over_refused(osem_standin: OsemStandin) -> None:
+def test_waiting_wins_over_refused(osem_standin: OsemStandin) -> None:
     """With one box refused and one unplaceable, the caller is told to wait."""
     osem_standin.refuse_box_names.add("co2logserver senseBox bad")
     forwarder = forwarder_for(osem_standin)
@@ -457,6 +469,7 @@ def test_expired_tokens_are_renewed(
     forwarder = forwarder_for(osem_standin)
     forwarder.forward_legacy([row("a", 0, scd30_co2_ppm=400)])
     osem_standin.expire_tokens(refresh_too=refresh_too)
+    forwarder.forget_boxes()  # the box list needs the JWT too
     forwarder.forward_legacy([row("a", 1, scd30_co2_ppm=401, sht31_rh_perc=50)])
     assert set(sensors_of(osem_standin, "co2logserver senseBox a")) == {"co2", "rh"}
     assert osem_standin.count("POST", "/users/refresh-auth") == 1

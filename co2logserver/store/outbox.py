@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select
+from sqlalchemy import Connection, Row, case, func, insert, select, update
+from sqlalchemy import delete as sa_delete
 
-from co2logserver.store.schema import forwarder_status, outbox
+from co2logserver.store.schema import forwarder_status, leases, outbox
 
 LEGACY = "legacy"
 READINGS = "readings"
@@ -74,3 +75,76 @@ def status(conn: Connection, name: str = "opensensemap") -> dict[str, Any]:
         "last_error_at": row.last_error_at if row else None,
         "last_error": row.last_error if row else None,
     }
+
+
+def pending(conn: Connection, limit: int, skip_boxes: Iterable[str] = ()) -> list[Row]:
+    """The oldest items not parked, skipping boxes known to wait."""
+    statement = select(outbox).where(outbox.c.parked_at.is_(None))
+    skip = list(skip_boxes)
+    if skip:
+        statement = statement.where(outbox.c.box.not_in(skip))
+    return list(conn.execute(statement.order_by(outbox.c.id).limit(limit)))
+
+
+def delete(conn: Connection, ids: Sequence[int]) -> None:
+    """Remove items that the OpenSenseMap accepted."""
+    conn.execute(sa_delete(outbox).where(outbox.c.id.in_(list(ids))))
+
+
+def park(conn: Connection, ids: Sequence[int], reason: str) -> None:
+    """Keep refused items for good with the reason; they are never sent again."""
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(list(ids)))
+        .values(parked_at=int(time.time()), parked_reason=reason[:2000])
+    )
+
+
+def note_attempt(conn: Connection, ids: Sequence[int], reason: str | None) -> None:
+    """Count a failed attempt and say why the items wait."""
+    conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(list(ids)))
+        .values(attempts=outbox.c.attempts + 1, waiting_reason=reason)
+    )
+
+
+def record(conn: Connection, error: str | None, name: str = "opensensemap") -> None:
+    """Remember the last success (``error`` None) or the last error."""
+    now = time.time()
+    values = (
+        {"last_success_at": now}
+        if error is None
+        else {"last_error_at": now, "last_error": error[:2000]}
+    )
+    updated = conn.execute(
+        update(forwarder_status).where(forwarder_status.c.name == name).values(**values)
+    )
+    if not updated.rowcount:
+        conn.execute(insert(forwarder_status).values(name=name, **values))
+
+
+def acquire_lease(conn: Connection, name: str, holder: str, seconds: float) -> bool:
+    """Take or renew the lease ``name`` unless another holder's is still valid."""
+    now = time.time()
+    row = conn.execute(select(leases).where(leases.c.name == name)).first()
+    if row is None:
+        conn.execute(
+            insert(leases).values(name=name, holder=holder, expires_at=now + seconds)
+        )
+        return True
+    if row.holder != holder and row.expires_at > now:
+        return False
+    conn.execute(
+        update(leases)
+        .where(leases.c.name == name)
+        .values(holder=holder, expires_at=now + seconds)
+    )
+    return True
+
+
+def release_lease(conn: Connection, name: str, holder: str) -> None:
+    """Give the lease up so another process may take it at once."""
+    conn.execute(
+        sa_delete(leases).where((leases.c.name == name) & (leases.c.holder == holder))
+    )
