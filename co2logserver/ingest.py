@@ -26,10 +26,10 @@ from co2logserver.errors import (
     Forbidden,
     PayloadTooLarge,
 )
-from co2logserver.parsers import parse_json_document
+from co2logserver.parsers import Batch, parse_json_document
 from co2logserver.store import Store, outbox
 from co2logserver.store import sensors as sensor_sql
-from co2logserver.store.columns import check_scalar, short_repr
+from co2logserver.store.columns import INT64, check_scalar, short_repr
 
 COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MAX_ERRORS = 20
@@ -49,6 +49,8 @@ READING_TYPES: dict[str, tuple[int, str]] = {
 }
 TYPE_NAMES = {code: name for name, (code, _unit) in READING_TYPES.items()}
 EARLIEST_TIMESTAMP = 946684800  # 2000-01-01T00:00:00Z
+#: Value types a column may hold (ints in range, floats finite).
+PLAIN_TYPES = {int, float, str, type(None)}
 
 
 def raise_errors(errors: Sequence[str], error_class: type[ApiError] = BadRequest):
@@ -67,7 +69,7 @@ def raise_errors(errors: Sequence[str], error_class: type[ApiError] = BadRequest
 # --------------------------------------------------------------------------------------
 
 
-def normalise_rows(rows: Sequence[Mapping[str, Any]], settings: Mapping) -> list[dict]:
+def normalise(batch: Batch, settings: Mapping) -> Batch:
     """Lowercase and check column names and values; convert time columns.
 
     :raise BadRequest: listing every bad column name and value with its row.
@@ -75,45 +77,83 @@ def normalise_rows(rows: Sequence[Mapping[str, Any]], settings: Mapping) -> list
     errors: list[str] = []
     time_columns = {c.lower() for c in settings["CO2LOGSERVER_TIME_COLS"]}
     converter = settings["CO2LOGSERVER_TIME_CONVERTER"]
-    result = []
-    for index, row in enumerate(rows):
-        clean = {}
-        for name, value in row.items():
-            column = str(name).strip().lower()
-            if not COLUMN_NAME.fullmatch(column):
-                errors.append(
-                    f"row {index}: column name {short_repr(name)} is invalid; use "
-                    "letters, digits and _ (not first a digit), at most 63 characters"
-                )
-                continue
-            problem = check_scalar(value)
-            if problem:
-                errors.append(f"row {index}: column {column!r}: value {problem}")
-                continue
-            if isinstance(value, bool):
-                value = int(value)
-            if column in time_columns and value is not None:
-                value = convert_time(converter, value, column, index, errors)
-            clean[column] = value
-        result.append(clean)
+    columns: dict[str, list[Any]] = {}
+    for name, values in batch.columns.items():
+        column = name.strip().lower()
+        if not COLUMN_NAME.fullmatch(column):
+            errors.append(
+                f"column name {short_repr(name)} is invalid; use letters, digits "
+                "and _ (not first a digit), at most 63 characters"
+            )
+            continue
+        values = checked_values(column, values, errors)
+        if column in time_columns:
+            values = converted_times(converter, column, values, errors)
+        if column in columns:
+            values = merged(columns[column], values, column, errors)
+        columns[column] = values
     raise_errors(errors)
+    return Batch(columns, batch.length)
+
+
+def checked_values(column: str, values: list, errors: list[str]) -> list:
+    """Check a column's values; booleans become 0 and 1.
+
+    The common case (numbers in range, text, gaps) is decided per type for the
+    whole column; only a column with a bad value is looked at value by value.
+    """
+    types = set(map(type, values))
+    if types <= PLAIN_TYPES and plain_values_fine(values, types):
+        return values
+    for index, value in enumerate(values):
+        problem = check_scalar(value)
+        if problem:
+            errors.append(f"row {index}: column {column!r}: value {problem}")
+    if bool in types:
+        values = [int(v) if type(v) is bool else v for v in values]
+    return values
+
+
+def plain_values_fine(values: list, types: set) -> bool:
+    """Whether ints lie in the 64-bit range and floats are finite."""
+    if int in types:
+        ints = [v for v in values if type(v) is int]
+        if max(ints) >= INT64 or min(ints) < -INT64:
+            return False
+    if float in types:
+        return all(math.isfinite(v) for v in values if type(v) is float)
+    return True
+
+
+def converted_times(converter, column: str, values: list, errors: list[str]) -> list:
+    """Apply ``CO2LOGSERVER_TIME_CONVERTER``; a value it cannot convert is an error."""
+    converted = []
+    for index, value in enumerate(values):
+        try:
+            converted.append(None if value is None else converter(value, column))
+        except Exception:  # the converter is the operator's code: any failure is a 400
+            errors.append(
+                f"row {index}: column {column!r}: {short_repr(value)} is not a time "
+                "the server can convert (UNIX seconds expected)"
+            )
+            converted.append(None)
+    return converted
+
+
+def merged(first: list, second: list, column: str, errors: list[str]) -> list:
+    """Join two spellings of one column (``CO2`` and ``co2``) row by row."""
+    result = list(first)
+    for index, value in enumerate(second):
+        if value is None:
+            continue
+        if result[index] is not None:
+            errors.append(f"row {index}: column {column!r} is given twice")
+        result[index] = value
     return result
 
 
-def convert_time(converter, value: Any, column: str, index: int, errors: list) -> Any:
-    """Apply ``CO2LOGSERVER_TIME_CONVERTER``; a value it cannot convert is an error."""
-    try:
-        return converter(value, column)
-    except Exception:  # the converter is the operator's code: any failure is a 400
-        errors.append(
-            f"row {index}: column {column!r}: {short_repr(value)} is not a time "
-            "the server can convert (UNIX seconds expected)"
-        )
-        return None
-
-
 def automatic_values(settings: Mapping, matches: Mapping[str, str | None]) -> dict:
-    """Upload time and checksum columns added to every row."""
+    """Upload time and checksum columns, the same for every row of an upload."""
     if settings["CO2LOGSERVER_CHECKSUM_SALTS"]:
         matched, failed = auth.checksum_columns(matches)
     else:
@@ -128,39 +168,35 @@ def automatic_values(settings: Mapping, matches: Mapping[str, str | None]) -> di
 def ingest_upload(
     store: Store,
     settings: Mapping,
-    rows: Sequence[Mapping[str, Any]],
+    batch: Batch,
     matches: Mapping[str, str | None],
 ) -> int:
-    """Validate and store legacy rows; return how many were stored.
+    """Validate and store a legacy upload; return how many rows were stored.
 
     :raise PayloadTooLarge: for more rows than ``CO2LOGSERVER_MAX_ROWS``.
     :raise BadRequest: for bad names or values (nothing is stored).
     :raise StorageUnavailable: when the database is down (nothing is stored).
     """
     limit = settings["CO2LOGSERVER_MAX_ROWS"]
-    if len(rows) > limit:
+    if batch.length > limit:
         raise PayloadTooLarge(
-            f"{len(rows)} rows in one upload; at most {limit} (CO2LOGSERVER_MAX_ROWS)"
+            f"{batch.length} rows in one upload; at most {limit} "
+            "(CO2LOGSERVER_MAX_ROWS)"
         )
-    clean = normalise_rows(rows, settings)
+    batch = normalise(batch, settings)
     automatic = automatic_values(settings, matches)
-    for row in clean:
-        for name in automatic:
-            row.pop(name, None)
+    for name in automatic:  # the server sets these, as 0.1.2 did
+        batch.columns.pop(name, None)
     with store.transaction() as conn:
-        drop_refused_columns(store, conn, clean, settings)
-        columns = {name for row in clean for name in row}
-        if not columns and not settings["CO2LOGSERVER_ALLOW_EMPTY_ROWS"]:
+        drop_refused_columns(store, conn, batch, settings)
+        if not batch.columns and not settings["CO2LOGSERVER_ALLOW_EMPTY_ROWS"]:
             return 0
-        for row in clean:
-            row.update(automatic)
-        names = sorted(columns) + list(automatic)
-        store.data.add_missing_columns(conn, clean, names)
-        store.data.fit_values(conn, clean)
-        stored = store.data.insert(conn, clean)
+        store.data.add_missing_columns(conn, batch.columns, automatic)
+        stored = store.data.insert(conn, batch, automatic)
         if settings["CO2LOGSERVER_OSEM_UPLOAD"]:
+            rows = [{**row, **automatic} for row in batch.rows()]
             items = outbox.legacy_items(
-                clean,
+                rows,
                 settings["CO2LOGSERVER_OSEM_BOX_COL"],
                 settings["CO2LOGSERVER_OSEM_BOX_COL_DEFAULT"],
             )
@@ -168,18 +204,16 @@ def ingest_upload(
     return stored
 
 
-def drop_refused_columns(store: Store, conn, rows: list[dict], settings) -> None:
+def drop_refused_columns(store: Store, conn, batch: Batch, settings) -> None:
     """Drop new columns that ``CO2LOGSERVER_ACCEPT_NEW_COLUMN`` refuses (as 0.1.2)."""
-    names = {name for row in rows for name in row}
-    unknown = store.data.unknown(names)
+    unknown = store.data.unknown(batch.columns)
     if unknown:
         store.data.reflect(conn)  # another worker may have added them meanwhile
         unknown = store.data.unknown(unknown)
     accept = settings["CO2LOGSERVER_ACCEPT_NEW_COLUMN"]
-    refused = {name for name in unknown if not accept(name)}
-    for row in rows:
-        for name in refused:
-            row.pop(name, None)
+    for name in unknown:
+        if not accept(name):
+            del batch.columns[name]
 
 
 # --------------------------------------------------------------------------------------

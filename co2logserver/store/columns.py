@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
-from sqlalchemy import Connection, column, insert, inspect, table, types
+from sqlalchemy import Connection, inspect, types
 
 from co2logserver.errors import BadRequest
+from co2logserver.store.prepared import placeholders
 
 INT64 = 2**63
 
@@ -114,6 +116,7 @@ class DataTable:
         self.max_new = settings["CO2LOGSERVER_MAX_NEW_COLUMNS"]
         self.max_columns = settings["CO2LOGSERVER_MAX_COLUMNS"]
         self.columns = Columns()
+        self._inserts: dict[tuple, str] = {}
 
     def ensure(self, conn: Connection) -> None:
         """Create the table as 0.1.2 did when it is missing, then reflect it."""
@@ -141,16 +144,20 @@ class DataTable:
         return [name for name in names if name not in self.columns]
 
     def add_missing_columns(
-        self, conn: Connection, rows: Sequence[Mapping[str, Any]], names: list[str]
+        self,
+        conn: Connection,
+        columns: Mapping[str, list[Any]],
+        automatic: Mapping[str, Any],
     ) -> None:
-        """Add the columns of ``names`` the table lacks, typed by their values.
+        """Add the columns the table lacks, typed by their values.
 
         Runs inside the writer's transaction; the table is reflected again first so
         a column another worker just added is not added twice.
 
         :raise BadRequest: when the upload would pass the column caps.
         """
-        missing = self.unknown(names)
+        values = {**columns, **{name: [v] for name, v in automatic.items()}}
+        missing = self.unknown(values)
         if missing:
             missing = [name for name in missing if name not in self.reflect(conn)]
         if not missing:
@@ -169,38 +176,38 @@ class DataTable:
         quote = conn.dialect.identifier_preparer.quote
         exists = " IF NOT EXISTS" if conn.dialect.name == "postgresql" else ""
         for name in missing:
-            kind = suggest_column_type(row.get(name) for row in rows)
+            kind = suggest_column_type(values[name])
             conn.exec_driver_sql(
                 f"ALTER TABLE {quote(self.name)} ADD COLUMN{exists} "
                 f"{quote(name)} {types_[kind]}"
             )
         self.reflect(conn)
 
-    def fit_values(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Check every value against its column's kind and adapt it for the driver.
+    def fit_column(self, conn: Connection, name: str, values: list) -> list:
+        """Check a column's values against its kind and adapt them for the driver.
 
-        Numbers are stored into text columns as their text; a value that a column
+        Numbers are stored into text columns as their text; a value that the column
         cannot hold unchanged is a 400 naming row and column.
 
         :raise BadRequest: listing every value that does not fit.
         """
-        errors: list[str] = []
-        widen: set[str] = set()
+        kind = self.columns.kind(name)
         sqlite = conn.dialect.name == "sqlite"
-        for index, row in enumerate(rows):
-            for name, value in row.items():
-                kind = self.columns.kind(name)
-                fitted = fit_value(value, kind, sqlite)
-                if fitted is _WIDEN:
-                    widen.add(name)
-                elif fitted is _REFUSED:
-                    errors.append(refusal(index, name, value, kind))
-                else:
-                    row[name] = fitted
+        types = set(map(type, values)) - {type(None)}
+        if types <= UNCHANGED.get((kind, sqlite), UNCHANGED_ANY_DIALECT[kind]):
+            return values
+        fitted = [fit_value(value, kind, sqlite) for value in values]
+        errors = [
+            refusal(index, name, value, kind)
+            for index, (value, fit) in enumerate(zip(values, fitted, strict=True))
+            if fit is _REFUSED
+        ]
         if errors:
             raise BadRequest("; ".join(errors[:20]))
-        for name in widen:
+        if any(fit is _WIDEN for fit in fitted):
             self.widen_to_float(conn, name)
+            return values
+        return fitted
 
     def widen_to_float(self, conn: Connection, name: str) -> None:
         """Let a PostgreSQL integer column hold fractions (SQLite needs no change)."""
@@ -212,17 +219,55 @@ class DataTable:
         )
         self.reflect(conn)
 
-    def insert(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert ``rows`` (all columns exist); return how many were stored."""
-        names = sorted({name for row in rows for name in row})
-        actual = [self.columns.actual(name) for name in names]
-        target = table(self.name, *(column(name) for name in actual))
-        params = [
-            {real: row.get(name) for name, real in zip(names, actual, strict=True)}
-            for row in rows
+    def insert(self, conn: Connection, batch, automatic: Mapping[str, Any]) -> int:
+        """Insert a checked batch plus the per-upload ``automatic`` values.
+
+        Returns how many rows were stored.
+        """
+        names = sorted(batch.columns)
+        columns = [self.fit_column(conn, n, batch.columns[n]) for n in names]
+        constants = [
+            self.fit_column(conn, n, [value])[0] for n, value in automatic.items()
         ]
-        conn.execute(insert(target), params)
+        actual = tuple(self.columns.actual(n) for n in [*names, *automatic])
+        params = list(
+            zip(*columns, *map(repeat, constants), strict=False)
+            if columns
+            else repeat(tuple(constants), batch.length)
+        )
+        conn.exec_driver_sql(self.insert_sql(conn, actual), params)
         return len(params)
+
+    def insert_sql(self, conn: Connection, columns: tuple[str, ...]) -> str:
+        """The INSERT for a set of columns, built once (uploads repeat their shape)."""
+        key = (conn.dialect.name, columns)
+        sql = self._inserts.get(key)
+        if sql is None:
+            quote = conn.dialect.identifier_preparer.quote
+            sql = (
+                f"INSERT INTO {quote(self.name)} ({', '.join(map(quote, columns))}) "
+                f"VALUES ({placeholders(conn, len(columns))})"
+            )
+            if len(self._inserts) > 1000:
+                self._inserts.clear()
+            self._inserts[key] = sql
+        return sql
+
+
+#: Value types a column kind stores as they are: (kind, sqlite) -> types.
+UNCHANGED = {
+    ("int", True): {int, float},
+    ("int", False): {int},
+    ("datetime", False): {datetime.datetime},
+    ("any", False): {int, float, str},
+}
+UNCHANGED_ANY_DIALECT = {
+    "int": {int},
+    "float": {int, float},
+    "text": {str},
+    "datetime": set(),
+    "any": {int, float, str},
+}
 
 
 _WIDEN = object()

@@ -5,24 +5,36 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Row
 
+from co2logserver.store.prepared import Prepared, placeholders
 from co2logserver.store.schema import readings, registrations, sensors
 
 #: ``(ts, type code, value)`` of one reading.
 Reading = tuple[int, int, float]
 
 
+SENSOR_BY_SUID = Prepared(
+    select(sensors, registrations.c.secret)
+    .join(registrations, registrations.c.id == sensors.c.registration_id)
+    .where(sensors.c.suid == bindparam("suid"))
+)
+
+
 def get_sensor(conn: Connection, suid: str) -> Row | None:
     """The sensor row with its current registration's secret, or ``None``."""
-    statement = (
-        select(sensors, registrations.c.secret)
-        .join(registrations, registrations.c.id == sensors.c.registration_id)
-        .where(sensors.c.suid == suid)
-    )
-    return conn.execute(statement).first()
+    return SENSOR_BY_SUID.run(conn, {"suid": suid}).first()
 
 
 def new_registration(
@@ -62,9 +74,8 @@ def save_sensor(
         )
 
 
-def dialect_insert(conn: Connection):
-    """The INSERT of the connection's dialect (for ON CONFLICT DO NOTHING)."""
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+#: Rows per INSERT: 4 parameters each stays below SQLite's 32766 variables.
+INSERT_CHUNK = 2000
 
 
 def insert_readings(
@@ -72,18 +83,48 @@ def insert_readings(
 ) -> list[tuple[int, int]]:
     """Insert readings; a reading already stored is kept as it was (safe retries).
 
-    Returns the ``(ts, type)`` keys that were new.
+    Returns the ``(ts, type)`` keys that were new. The multi-row INSERT with
+    ``ON CONFLICT DO NOTHING RETURNING`` is the same text on SQLite and PostgreSQL.
     """
-    statement = (
-        dialect_insert(conn)(readings)
-        .on_conflict_do_nothing()
-        .returning(readings.c.ts, readings.c.type)
+    new: list[tuple[int, int]] = []
+    for start in range(0, len(values), INSERT_CHUNK):
+        chunk = values[start : start + INSERT_CHUNK]
+        row = f"({placeholders(conn, 4)})"
+        sql = (
+            "INSERT INTO readings (registration_id, ts, type, value) VALUES "
+            + ", ".join([row] * len(chunk))
+            + " ON CONFLICT DO NOTHING RETURNING ts, type"
+        )
+        params = [
+            p for ts, kind, value in chunk for p in (registration_id, ts, kind, value)
+        ]
+        new += [tuple(r) for r in conn.exec_driver_sql(sql, tuple(params))]
+    return new
+
+
+COUNT_NEW = Prepared(
+    update(sensors)
+    .where(sensors.c.suid == bindparam("key"))
+    .values(
+        reading_count=sensors.c.reading_count + bindparam("n", type_=BigInteger),
+        first_ts=case(
+            (
+                sensors.c.first_ts.is_(None)
+                | (sensors.c.first_ts > bindparam("first", type_=BigInteger)),
+                bindparam("first", type_=BigInteger),
+            ),
+            else_=sensors.c.first_ts,
+        ),
+        last_ts=case(
+            (
+                sensors.c.last_ts.is_(None)
+                | (sensors.c.last_ts < bindparam("last", type_=BigInteger)),
+                bindparam("last", type_=BigInteger),
+            ),
+            else_=sensors.c.last_ts,
+        ),
     )
-    rows = [
-        {"registration_id": registration_id, "ts": ts, "type": kind, "value": value}
-        for ts, kind, value in values
-    ]
-    return [tuple(row) for row in conn.execute(statement, rows)]
+)
 
 
 def count_new_readings(
@@ -92,25 +133,9 @@ def count_new_readings(
     """Keep the sensor's reading count and first/last reading time up to date."""
     if not keys:
         return
-    first = min(ts for ts, _ in keys)
-    last = max(ts for ts, _ in keys)
-    conn.execute(
-        update(sensors)
-        .where(sensors.c.suid == suid)
-        .values(
-            reading_count=sensors.c.reading_count + len(keys),
-            first_ts=case(
-                (
-                    (sensors.c.first_ts.is_(None)) | (sensors.c.first_ts > first),
-                    first,
-                ),
-                else_=sensors.c.first_ts,
-            ),
-            last_ts=case(
-                ((sensors.c.last_ts.is_(None)) | (sensors.c.last_ts < last), last),
-                else_=sensors.c.last_ts,
-            ),
-        )
+    times = [ts for ts, _ in keys]
+    COUNT_NEW.run(
+        conn, {"key": suid, "n": len(keys), "first": min(times), "last": max(times)}
     )
 
 

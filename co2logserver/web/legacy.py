@@ -36,8 +36,8 @@ def upload():
     """Store rows from a JSON, CSV, form or msgpack body."""
     raw, body = request_bodies()
     matches = checksum_matches(raw, "CO2LOGSERVER_UPLOAD_REQUIRES_AUTH")
-    rows = parse_upload(body, request.mimetype)
-    saved = ingest.ingest_upload(store(), settings(), rows, matches)
+    batch = parse_upload(body, request.mimetype)
+    saved = ingest.ingest_upload(store(), settings(), batch, matches)
     return {"saved-in-db": saved}
 
 

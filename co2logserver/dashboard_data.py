@@ -1,0 +1,275 @@
+"""What the dashboard pages show: counts, sensor lists with sparklines, chart ranges.
+
+Everything public goes through :func:`co2logserver.readback.sensor_view` with
+``exact=False``, so no page shows a location more precise than
+``CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS`` or any SECRET. No Flask.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, case, column, func, select, table
+
+from co2logserver import readback
+from co2logserver.errors import BadRequest
+from co2logserver.ingest import READING_TYPES, TYPE_NAMES
+from co2logserver.store import Store, outbox
+from co2logserver.store import sensors as sensor_sql
+from co2logserver.store.queries import bound, summary
+from co2logserver.store.schema import readings, sensors
+
+#: Bucket lengths a chart may use, shortest first (seconds).
+INTERVALS = (
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    604800,
+)
+#: Most buckets per chart line: enough detail for a wide screen, cheap to draw.
+MAX_POINTS = 720
+#: Preset time ranges of the sensor page, in seconds.
+RANGES = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+#: Which reading a sensor's sparkline shows, when it has several types.
+SPARKLINE_PREFERENCE = (
+    "PM2_5",
+    "PM10",
+    "NO2",
+    "O3",
+    "CO",
+    "SO2",
+    "PB",
+    "TEMP",
+    "HUM",
+    "PRES",
+)
+SPARKLINE_POINTS = 30
+#: Sort keys of the sensor list and the value each sorts by.
+SORT_KEYS = ("suid", "model", "location", "secure", "last_reading", "reading_count")
+
+
+def uploads_since(store: Store, seconds: float, now: datetime.datetime) -> int:
+    """Rows of the legacy data table uploaded within the last ``seconds``.
+
+    SQLite keeps the upload time as ISO text (``2026-11-22 05:10:03.794833+00:00``)
+    whose text order is time order, so the cutoff is compared as text there.
+    """
+    cutoff = now - datetime.timedelta(seconds=seconds)
+    upload = column(store.data.upload_time_column)
+    data = table(store.data.name, upload)
+    statement = (
+        select(func.count())
+        .select_from(data)
+        .where(upload > bound(cutoff, store.dialect == "sqlite"))
+    )
+    with store.reading() as conn:
+        return conn.execute(statement).scalar_one()
+
+
+def sensor_counts(conn: Connection, silent_after: int, now: float) -> dict[str, int]:
+    """Sensors, stored readings, and sensors with (or without) a recent reading."""
+    active = func.sum(case((sensors.c.last_ts >= int(now - silent_after), 1), else_=0))
+    row = conn.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(sensors.c.reading_count), 0),
+            active,
+        )
+    ).one()
+    total, stored, recent = row[0], int(row[1]), int(row[2] or 0)
+    return {
+        "sensors": total,
+        "readings": stored,
+        "active": recent,
+        "silent": total - recent,
+    }
+
+
+def redact(text: str | None, secrets: list[str]) -> str | None:
+    """The forwarder's last error, shortened and without credentials in it."""
+    if not text:
+        return text
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text[:300]
+
+
+def overview(store: Store, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the dashboard (``/``) shows, from one call."""
+    now = datetime.datetime.now(datetime.UTC)
+    legacy = summary(store)
+    with store.reading() as conn:
+        counts = sensor_counts(
+            conn, settings["CO2LOGSERVER_SILENT_AFTER"], now.timestamp()
+        )
+        forwarder = outbox.status(conn)
+    forwarder["last_error"] = redact(
+        forwarder["last_error"],
+        [settings.get("CO2LOGSERVER_OSEM_PASSWORD") or ""],
+    )
+    return {
+        "now": now,
+        "rows": legacy["rows"],
+        "latest_upload": legacy["latest_upload"],
+        "uploads_hour": uploads_since(store, 3600, now),
+        "uploads_day": uploads_since(store, 86400, now),
+        "forwarding": bool(settings["CO2LOGSERVER_OSEM_UPLOAD"]),
+        "forwarder": forwarder,
+        **counts,
+    }
+
+
+def latest_values(conn: Connection, registration_id: int) -> tuple[str, list[float]]:
+    """The sparkline of a registration: its preferred type and latest values.
+
+    Reads only the newest rows of the registration (a backward scan of the
+    primary key), so the list stays fast however much a sensor has stored.
+    """
+    rows = conn.execute(
+        select(readings.c.ts, readings.c.type, readings.c.value)
+        .where(readings.c.registration_id == registration_id)
+        .order_by(readings.c.ts.desc(), readings.c.type.desc())
+        .limit(SPARKLINE_POINTS * len(READING_TYPES))
+    ).all()
+    present = {TYPE_NAMES[row.type] for row in rows}
+    name = next((n for n in SPARKLINE_PREFERENCE if n in present), None)
+    if name is None:
+        return "", []
+    code = READING_TYPES[name][0]
+    values = [row.value for row in rows if row.type == code][:SPARKLINE_POINTS]
+    return name, values[::-1]
+
+
+def sort_value(view: dict[str, Any], key: str) -> tuple:
+    """A sort key that puts missing values last in ascending order."""
+    value = view[key]
+    if key == "location":
+        value = (value["latitude"], value["longitude"]) if value else None
+    return (value is None, value if value is not None else 0)
+
+
+def sensor_list(
+    store: Store,
+    settings: Mapping[str, Any],
+    sort: str = "last_reading",
+    descending: bool = True,
+) -> list[dict[str, Any]]:
+    """Every sensor with its public view, silence flag and sparkline.
+
+    :raise BadRequest: for an unknown sort key.
+    """
+    if sort not in SORT_KEYS:
+        raise BadRequest("sort must be one of " + ", ".join(SORT_KEYS))
+    decimals = settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"]
+    silent_before = time.time() - settings["CO2LOGSERVER_SILENT_AFTER"]
+    views = []
+    with store.reading() as conn:
+        for row in sensor_sql.list_sensors(conn):
+            view = readback.sensor_view(row, decimals, exact=False)
+            view["silent"] = row.last_ts is None or row.last_ts < silent_before
+            view["spark_type"], view["spark"] = latest_values(conn, row.registration_id)
+            views.append(view)
+    present = [v for v in views if v[sort] is not None]
+    missing = [v for v in views if v[sort] is None]
+    present.sort(key=lambda v: sort_value(v, sort), reverse=descending)
+    return present + missing
+
+
+@dataclass
+class TimeRange:
+    """The span a sensor page charts: ``[start, end)`` in UNIX seconds."""
+
+    name: str
+    start: int
+    end: int
+    interval: int
+
+
+def pick_interval(span: int) -> int:
+    """The shortest bucket length that keeps a chart line within MAX_POINTS."""
+    for interval in INTERVALS:
+        if span / interval <= MAX_POINTS:
+            return interval
+    return INTERVALS[-1]
+
+
+def time_range(args: Mapping[str, str], now: int | None = None) -> TimeRange:
+    """Read ``range`` (24h, 7d, 30d or custom) with ``from`` and ``to``.
+
+    :raise BadRequest: for an unknown range or times that are not times.
+    """
+    now = int(time.time()) if now is None else now
+    name = args.get("range") or "24h"
+    if name in RANGES:
+        start, end = now - RANGES[name], now
+    elif name == "custom":
+        end = readback.parse_time(args.get("to"), "to") or now
+        start = readback.parse_time(args.get("from"), "from") or end - RANGES["24h"]
+    else:
+        raise BadRequest("range must be 24h, 7d, 30d or custom")
+    if start >= end:
+        raise BadRequest("from must be earlier than to")
+    return TimeRange(name, start, end, pick_interval(end - start))
+
+
+def chart_data(store: Store, suid: str, span: TimeRange) -> dict[str, Any]:
+    """The aggregated buckets of one sensor over ``span``, as the API gives them.
+
+    :raise BadRequest: for a malformed SUID.
+    :raise NotFound: for a sensor that never registered nor posted.
+    """
+    query = readback.ReadingsQuery(
+        suid=suid,
+        start=span.start,
+        end=span.end,
+        types=None,
+        verified=None,
+        cursor=None,
+        limit=1,
+        aggregate=span.interval,
+        format="json",
+    )
+    return readback.aggregate(store, query)
+
+
+def bucket_table(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Buckets grouped by type for the page's table: ``[{type, unit, buckets}]``."""
+    groups: dict[str, dict[str, Any]] = {}
+    for bucket in data["buckets"]:
+        group = groups.setdefault(
+            bucket["type"], {"type": bucket["type"], "unit": bucket["unit"], "buckets": []}
+        )
+        group["buckets"].append(bucket)
+    return list(groups.values())
+
+
+def chart_columns(
+    header: list[str], kinds: Mapping[str, str], time_columns: list[str], upload: str
+) -> dict[str, Any]:
+    """Which column of a download is the chart's time axis and which are numbers.
+
+    The first configured time column in the download wins, else the upload time.
+    """
+    lower = {name.lower(): name for name in header}
+    candidates = [c.lower() for c in time_columns] + [upload.lower()]
+    axis = next((lower[c] for c in candidates if c in lower), None)
+    numeric = [
+        name
+        for name in header
+        if name != axis and kinds.get(name.lower()) in ("int", "float")
+    ]
+    return {"time_column": axis, "numeric_columns": numeric if axis else []}
