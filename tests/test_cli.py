@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -96,3 +97,67 @@ def test_dev_server_serves_over_http(tmp_path):
         process.terminate()
         process.wait(timeout=10)
     assert db.exists()
+
+
+def test_gunicorn_halts_on_a_broken_config(tmp_path):
+    """A bad config stops gunicorn (exit 3) instead of restarting workers forever."""
+    config_file = tmp_path / "bad.py"
+    config_file.write_text('CO2LOGSERVER_DB = "mysql://x/y"\n')
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{free_port()}",
+            "co2logserver",
+        ],
+        env={**os.environ, "CO2LOGSERVER_CONFIG": str(config_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "ConfigError: CO2LOGSERVER_DB: unsupported database 'mysql'" in result.stderr
+
+
+def test_gunicorn_serves_the_module_application(tmp_path):
+    """``gunicorn co2logserver`` with CO2LOGSERVER_CONFIG, as the README says."""
+    config_file = tmp_path / "settings.py"
+    config_file.write_text(f'CO2LOGSERVER_DB = "{tmp_path / "g.sqlite"}"\n')
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "co2logserver",
+        ],
+        env={**os.environ, "CO2LOGSERVER_CONFIG": str(config_file)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/upload",
+                    data=b"time_utc,co2\n43,1223\n23,2351",
+                    headers={"Content-Type": "text/csv"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.read() == b'{"saved-in-db":2}\n'
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    assert (tmp_path / "g.sqlite").exists()
