@@ -184,6 +184,8 @@ def ingest_upload(
             "(CO2LOGSERVER_MAX_ROWS)"
         )
     batch = normalise(batch, settings)
+    if not batch.length:  # e.g. a CSV header alone: no row to store, no column to add
+        return 0
     automatic = automatic_values(settings, matches)
     for name in automatic:  # the server sets these, as 0.1.2 did
         batch.columns.pop(name, None)
@@ -346,7 +348,8 @@ def submit_readings(
         sensor = sensor_sql.get_sensor(conn, suid)
         secure = bool(sensor and sensor.secure)
         if secure:
-            check_secure_access(sensor, authorization, raw_body or body, rogue_route)
+            secret = sensor_sql.registration_secret(conn, sensor.registration_id)
+            check_secure_access(secret, authorization, raw_body or body, rogue_route)
         if payload_error:
             raise payload_error
         if sensor is None:
@@ -365,7 +368,7 @@ def submit_readings(
     return len(new)
 
 
-def check_secure_access(sensor, authorization, signed: bytes, rogue_route: bool):
+def check_secure_access(secret, authorization, signed: bytes, rogue_route: bool):
     """A secure sensor's data comes only through the verified path with its hash."""
     if rogue_route:
         raise Forbidden(
@@ -377,7 +380,7 @@ def check_secure_access(sensor, authorization, signed: bytes, rogue_route: bool)
             "This sensor is registered as secure: send "
             "Authorization: OpenSmogHash <sha256(body + SECRET)>"
         )
-    if not auth.opensmog_hash_matches(authorization, signed, sensor.secret):
+    if not auth.opensmog_hash_matches(authorization, signed, secret):
         raise BadOpenSmogHash(
             "The OpenSmogHash does not match: send sha256 of the exact body bytes with "
             "the SECRET (64 hex characters) appended, as hex"
@@ -503,6 +506,7 @@ def register_sensor(store: Store, settings: Mapping, suid: str, body: bytes) -> 
                 "ask the operator to reset it (python3 -m co2logserver reset-sensor)"
             )
         registration = sensor_sql.new_registration(conn, suid, True, secret, now)
+        sensor_sql.forget_old_secrets(conn, suid, registration)
         sensor_sql.save_sensor(
             conn, suid, registration, True, metadata, now, exists=sensor is not None
         )
@@ -522,5 +526,6 @@ def reset_sensor(store: Store, suid: str) -> bool:
         if sensor is None:
             return False
         registration = sensor_sql.new_registration(conn, suid, False, None, now)
+        sensor_sql.forget_old_secrets(conn, suid, registration)
         sensor_sql.save_sensor(conn, suid, registration, False, None, now, exists=True)
     return True

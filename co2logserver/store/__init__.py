@@ -40,6 +40,7 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     """An SQLite engine with WAL, a busy timeout and explicit transactions."""
     engine = create_engine(
         url,
+        hide_parameters=True,  # values (SECRETs among them) never reach logs
         connect_args={
             "timeout": settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"],
             "check_same_thread": False,
@@ -69,6 +70,7 @@ def postgres_engine(url: str) -> Engine:
     """A PostgreSQL engine that replaces connections broken by an outage."""
     return create_engine(
         url,
+        hide_parameters=True,  # values (SECRETs among them) never reach logs
         pool_pre_ping=True,
         pool_size=4,
         max_overflow=4,

@@ -25,15 +25,41 @@ from co2logserver.store.schema import readings, registrations, sensors
 Reading = tuple[int, int, float]
 
 
-SENSOR_BY_SUID = Prepared(
-    select(sensors, registrations.c.secret)
-    .join(registrations, registrations.c.id == sensors.c.registration_id)
-    .where(sensors.c.suid == bindparam("suid"))
-)
+SENSOR_BY_SUID = Prepared(select(sensors).where(sensors.c.suid == bindparam("suid")))
+
+
+def quiet(conn: Connection, sql: str, params: tuple) -> tuple | None:
+    """Run SQL on the driver's cursor, past SQLAlchemy's statement and row logging.
+
+    SECRETs go only through here, so no log level ever shows one.
+    """
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql.replace("?", placeholders(conn, 1)), params)
+        return cursor.fetchone() if cursor.description else None
+    finally:
+        cursor.close()
+
+
+def registration_secret(conn: Connection, registration_id: int) -> str | None:
+    """The SECRET of a registration (``None`` for rogue and ended ones)."""
+    row = quiet(
+        conn, "SELECT secret FROM registrations WHERE id = ?", (registration_id,)
+    )
+    return row[0] if row else None
+
+
+def forget_old_secrets(conn: Connection, suid: str, registration_id: int) -> None:
+    """Clear the SECRETs of a sensor's earlier registrations (out of backups too)."""
+    quiet(
+        conn,
+        "UPDATE registrations SET secret = NULL WHERE suid = ? AND id <> ?",
+        (suid, registration_id),
+    )
 
 
 def get_sensor(conn: Connection, suid: str) -> Row | None:
-    """The sensor row with its current registration's secret, or ``None``."""
+    """The sensor row (without any SECRET), or ``None``."""
     return SENSOR_BY_SUID.run(conn, {"suid": suid}).first()
 
 
@@ -42,11 +68,16 @@ def new_registration(
 ) -> int:
     """Insert a registration and return its id."""
     result = conn.execute(
-        insert(registrations).values(
-            suid=suid, secure=secure, secret=secret, created_at=now
-        )
+        insert(registrations).values(suid=suid, secure=secure, created_at=now)
     )
-    return result.inserted_primary_key[0]
+    registration_id = result.inserted_primary_key[0]
+    if secret is not None:
+        quiet(
+            conn,
+            "UPDATE registrations SET secret = ? WHERE id = ?",
+            (secret, registration_id),
+        )
+    return registration_id
 
 
 def save_sensor(

@@ -1,0 +1,304 @@
+/*
+  esp32_opensmog.ino - an OpenSmog sensor for the ESP32 (Arduino core 2.x or 3.x).
+
+  What it does, as the co2logserver API reference (docs/api.rst) describes:
+
+  1. Joins WiFi and sets its clock by NTP (readings carry UNIX timestamps).
+  2. Registers once: PUT /v1/sensors/<SUID> with its metadata. The reply is the
+     SECRET (64 hex characters), shown by the server this one time. It is kept in
+     NVS (Preferences), so it survives resets and power cuts, and never printed.
+  3. Measures every MEASURE_INTERVAL_S seconds, keeps the observations in a RAM
+     buffer and posts the whole buffer to /v1/sensors/<SUID>/readings with
+         Authorization: OpenSmogHash <sha256(body bytes + SECRET) in hex>
+  4. When a post fails (no network, 429, 5xx) the buffer is kept and sent again,
+     whole, next time. The server stores each (timestamp, type) once, so a resend
+     after a lost reply never makes duplicates.
+
+  A 401 or 403 means the server no longer takes this SECRET: the SUID was
+  registered again from elsewhere, or the operator reset it. The sketch then
+  stops posting (it keeps measuring into the buffer) instead of registering again
+  on its own, which would hide a takeover. Hold the BOOT button (GPIO0) while
+  pressing RESET to forget the SECRET and register again.
+
+  Boards: any ESP32 with the "esp32" Arduino core. Libraries: all built in
+  (WiFi, HTTPClient, Preferences, mbedtls).
+*/
+
+#include <Arduino.h>
+#include <HTTPClient.h>
+#include <Preferences.h>
+#include <WiFi.h>
+#include <WiFiClientSecure.h>
+#include <esp_random.h>
+#include <math.h>
+#include <time.h>
+
+#include "mbedtls/md.h"
+
+// ---- Settings -------------------------------------------------------------------
+
+const char *WIFI_SSID = "your-wifi";
+const char *WIFI_PASSWORD = "your-wifi-password";
+
+// Base URL of the co2logserver, without a trailing slash. Use https:// in the
+// field (the SECRET travels in the clear once, at registration); http:// is for
+// a server on your desk.
+const char *SERVER = "https://co2.example.org";
+
+// PEM root certificate of SERVER's TLS chain (ignored for http://).
+const char *ROOT_CA = R"PEM(-----BEGIN CERTIFICATE-----
+...paste the root certificate of your server's chain here...
+-----END CERTIFICATE-----
+)PEM";
+
+const char *MANUFACTURER = "DIY";
+const char *MODEL = "esp32_opensmog";
+// Where the sensor stands. Public answers of the server round it (about 1 km).
+const double LATITUDE = 52.5200;
+const double LONGITUDE = 13.4050;
+const double ELEVATION = 34.0;  // metres above sea level
+
+const uint32_t MEASURE_INTERVAL_S = 60;
+// Observations kept while the server cannot be reached (60 = one hour). The server
+// takes at most 1000 per request; when the buffer is full the oldest one goes.
+const size_t BUFFER_SIZE = 60;
+
+const int FORGET_PIN = 0;  // BOOT button: held at start, forget the SECRET
+
+// ---- State ----------------------------------------------------------------------
+
+struct Observation {
+  uint32_t timestamp;  // UNIX seconds, UTC
+  float pm10, pm2_5;   // µg/m³ (NAN: not measured)
+  float temp, hum;     // °C, %
+};
+
+Observation buffer[BUFFER_SIZE];
+size_t buffered = 0;  // observations in buffer[0 .. buffered)
+
+Preferences prefs;  // NVS namespace "opensmog": keys "suid" and "secret"
+String suid;
+String secret;         // 64 hex characters once registered
+bool refused = false;  // the server refused our SECRET (401/403)
+
+WiFiClientSecure tlsClient;
+WiFiClient plainClient;
+
+// ---- Measuring ------------------------------------------------------------------
+
+// One observation. Replace the made-up values with your sensor driver (e.g. an
+// SDS011 for PM, a BME280 for temperature and humidity); use NAN for a value
+// that could not be read: it is left out of the payload.
+bool measure(Observation &o) {
+  o.timestamp = (uint32_t)time(nullptr);
+  o.pm10 = 20.0f + (esp_random() % 100) / 10.0f;
+  o.pm2_5 = 12.0f + (esp_random() % 100) / 10.0f;
+  o.temp = 21.5f;
+  o.hum = NAN;
+  return o.timestamp > 1700000000UL;  // only with a set clock
+}
+
+bool finite(float value) { return !isnan(value) && !isinf(value); }
+
+// Keep an observation; a full buffer drops its oldest one. An observation without
+// any reading is not kept: the server would refuse the whole payload for it.
+void keep(const Observation &o) {
+  if (!finite(o.pm10) && !finite(o.pm2_5) && !finite(o.temp) && !finite(o.hum)) {
+    return;
+  }
+  if (buffered == BUFFER_SIZE) {
+    memmove(buffer, buffer + 1, sizeof(Observation) * (BUFFER_SIZE - 1));
+    buffered--;
+  }
+  buffer[buffered++] = o;
+}
+
+// ---- The OpenSmog API -----------------------------------------------------------
+
+// Append "TYPE":value to a readings object, unless the value is missing.
+void addReading(String &json, bool &first, const char *type, float value) {
+  if (!finite(value)) return;  // the server refuses NaN and infinities
+  char item[48];
+  snprintf(item, sizeof item, "%s\"%s\":%.2f", first ? "" : ",", type, value);
+  json += item;
+  first = false;
+}
+
+// The whole buffer as the JSON payload: [{"timestamp":..,"readings":{..}}, ..].
+String payload() {
+  String json = "[";
+  for (size_t i = 0; i < buffered; i++) {
+    const Observation &o = buffer[i];
+    char head[48];
+    snprintf(head, sizeof head, "%s{\"timestamp\":%lu,\"readings\":{",
+             i ? "," : "", (unsigned long)o.timestamp);
+    json += head;
+    bool first = true;
+    addReading(json, first, "PM10", o.pm10);
+    addReading(json, first, "PM2_5", o.pm2_5);
+    addReading(json, first, "TEMP", o.temp);
+    addReading(json, first, "HUM", o.hum);
+    json += "}}";
+  }
+  return json + "]";
+}
+
+// OpenSmogHash: sha256 of the exact body bytes followed by the SECRET's 64 ASCII
+// hex characters (not the 32 bytes they stand for), as lowercase hex.
+String opensmogHash(const String &body, const String &key) {
+  unsigned char digest[32];
+  mbedtls_md_context_t ctx;
+  mbedtls_md_init(&ctx);
+  mbedtls_md_setup(&ctx, mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 0);
+  mbedtls_md_starts(&ctx);
+  mbedtls_md_update(&ctx, (const unsigned char *)body.c_str(), body.length());
+  mbedtls_md_update(&ctx, (const unsigned char *)key.c_str(), key.length());
+  mbedtls_md_finish(&ctx, digest);
+  mbedtls_md_free(&ctx);
+  char hex[65];
+  for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  return String(hex);
+}
+
+// Open a request on TLS (https://) or plain TCP (http://).
+bool begin(HTTPClient &http, const String &url) {
+  http.setTimeout(15000);
+  if (url.startsWith("https://")) {
+    tlsClient.setCACert(ROOT_CA);
+    return http.begin(tlsClient, url);
+  }
+  return http.begin(plainClient, url);
+}
+
+bool isSecret(const String &text) {
+  if (text.length() != 64) return false;
+  for (size_t i = 0; i < text.length(); i++) {
+    if (!isxdigit((unsigned char)text[i])) return false;
+  }
+  return true;
+}
+
+// PUT /v1/sensors/<SUID>: keep the SECRET of the reply in NVS.
+bool registerSensor() {
+  HTTPClient http;
+  if (!begin(http, String(SERVER) + "/v1/sensors/" + suid)) return false;
+  char body[256];
+  snprintf(body, sizeof body,
+           "{\"manufacturer\":\"%s\",\"model\":\"%s\",\"location\":"
+           "{\"latitude\":%.6f,\"longitude\":%.6f,\"elevation\":%.1f}}",
+           MANUFACTURER, MODEL, LATITUDE, LONGITUDE, ELEVATION);
+  http.addHeader("Content-Type", "application/json");
+  int status = http.PUT(String(body));
+  String reply = http.getString();
+  http.end();
+  reply.trim();
+  if (status != 200 || !isSecret(reply)) {
+    // 409: the server refuses to register this SUID again; ask its operator
+    // to run "python3 -m co2logserver reset-sensor <SUID>".
+    Serial.printf("registration failed (%d): %s\n", status, reply.c_str());
+    return false;
+  }
+  prefs.putString("secret", reply);
+  secret = reply;
+  refused = false;
+  Serial.println("registered; SECRET kept in NVS");  // never print the SECRET
+  return true;
+}
+
+// POST the whole buffer, signed. Returns the HTTP status (< 0: no connection).
+int postBuffer() {
+  String body = payload();
+  HTTPClient http;
+  if (!begin(http, String(SERVER) + "/v1/sensors/" + suid + "/readings")) return -1;
+  http.addHeader("Content-Type", "application/json");
+  http.addHeader("Authorization", "OpenSmogHash " + opensmogHash(body, secret));
+  int status = http.POST(body);
+  if (status != 200) {
+    Serial.printf("post of %u observations: %d %s\n", (unsigned)buffered, status,
+                  status > 0 ? http.getString().c_str() : "");
+  }
+  http.end();
+  return status;
+}
+
+// Act on the answer to a post: clear, keep or stop.
+void handle(int status) {
+  if (status == 200) {
+    buffered = 0;  // stored (or already stored before): done with these
+  } else if (status == 401 || status == 403) {
+    refused = true;
+    Serial.println("SECRET refused: hold BOOT while pressing RESET to register again");
+  } else if (status == 400 || status == 413) {
+    buffered = 0;  // the server will never take this data: do not resend it
+  }
+  // Anything else (no connection, 429, 5xx): keep the buffer, resend next time.
+}
+
+// ---- Setup and loop -------------------------------------------------------------
+
+// A random (version 4) UUID. A manufacturer prints the SUID on the device; a DIY
+// sensor makes one once and keeps it. esp_random() is truly random once the radio
+// is on, so this runs after WiFi has started.
+String newSuid() {
+  uint8_t b[16];
+  for (int i = 0; i < 16; i += 4) {
+    uint32_t r = esp_random();
+    memcpy(b + i, &r, 4);
+  }
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  char text[37];
+  snprintf(text, sizeof text,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+           b[12], b[13], b[14], b[15]);
+  return String(text);
+}
+
+void connectWifi() {
+  WiFi.mode(WIFI_STA);
+  WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
+  for (int i = 0; i < 40 && WiFi.status() != WL_CONNECTED; i++) delay(500);
+  Serial.printf("WiFi %s\n", WiFi.status() == WL_CONNECTED ? "connected" : "not yet");
+}
+
+void setup() {
+  Serial.begin(115200);
+  pinMode(FORGET_PIN, INPUT_PULLUP);
+  prefs.begin("opensmog", false);
+  if (digitalRead(FORGET_PIN) == LOW) {
+    prefs.remove("secret");
+    Serial.println("SECRET forgotten: this sensor registers again");
+  }
+  connectWifi();
+  configTime(0, 0, "pool.ntp.org", "time.nist.gov");
+  suid = prefs.getString("suid", "");
+  if (suid.length() != 36) {
+    suid = newSuid();
+    prefs.putString("suid", suid);
+  }
+  secret = prefs.getString("secret", "");
+  Serial.printf("SUID %s (%s)\n", suid.c_str(),
+                isSecret(secret) ? "registered" : "not registered yet");
+}
+
+void loop() {
+  static uint32_t lastRun = 0;
+  static bool started = false;
+  if (started && millis() - lastRun < MEASURE_INTERVAL_S * 1000UL) {
+    delay(100);
+    return;
+  }
+  started = true;
+  lastRun = millis();
+
+  Observation o;
+  if (measure(o)) keep(o);
+  if (WiFi.status() != WL_CONNECTED) {
+    WiFi.reconnect();
+    return;  // measured and buffered; post next time
+  }
+  if (!isSecret(secret) && !registerSensor()) return;  // try again next time
+  if (refused || buffered == 0) return;
+  handle(postBuffer());
+}
