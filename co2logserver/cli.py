@@ -159,3 +159,43 @@ def init_db_command(ctx):
     app = build_app(ctx)
     get_store(app).ensure_schema()
     click.echo("database ready")
+
+
+@main.command("mqtt")
+@click.pass_context
+def mqtt_command(ctx):
+    """Store readings published to the MQTT broker until stopped (Ctrl-C, SIGTERM).
+
+    Runs beside the server. Readings published to
+    <prefix>/v1/sensors/<SUID>/readings[/<OpenSmogHash>] and
+    <prefix>/rogue/v1/sensors/<SUID>/readings go through the same checks as HTTP;
+    each is acknowledged to the broker only once stored. The broker is
+    CO2LOGSERVER_MQTT_URL.
+    """
+    import signal
+    import threading
+
+    from co2logserver.mqtt import MqttSubscriber
+    from co2logserver.store import get_store
+
+    app = build_app(ctx)
+    try:
+        subscriber = MqttSubscriber(
+            get_store(app),
+            app.config,
+            on_subscribed=lambda topics: click.echo(
+                f"mqtt: subscribed to {', '.join(topics)}"
+            ),
+        )
+    except ConfigError as error:
+        raise click.ClickException(f"configuration error: {error}") from None
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    subscriber.start()
+    try:
+        while not stopping.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        subscriber.stop()

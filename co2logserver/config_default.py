@@ -173,6 +173,10 @@ CO2LOGSERVER_READINGS_PAGE_SIZE = 1000
 # Largest page size a client may ask for with ``limit``.
 CO2LOGSERVER_READINGS_MAX_PAGE_SIZE = 100000
 
+# Seconds without a reading after which the dashboard marks a sensor as silent. An
+# hour suits sensors that report every few minutes; raise it for slow senders.
+CO2LOGSERVER_SILENT_AFTER = 3600
+
 # --------------------------------------------------------------------------------------
 # OpenSenseMap forwarding
 # --------------------------------------------------------------------------------------
@@ -327,6 +331,16 @@ CO2LOGSERVER_OSEM_MAX_POSITION_CHANGE = float("inf")
 # OpenSenseMap is unreachable or rate limits.
 CO2LOGSERVER_OSEM_MAX_BACKOFF = 30
 
+# Seconds the forwarder waits for the OpenSenseMap to connect and, again, to answer
+# a request; a hanging OpenSenseMap then counts as unreachable and is retried with
+# the backoff. Uploads never wait for it either way.
+CO2LOGSERVER_OSEM_TIMEOUT = 30
+
+# Seconds a forwarder's lease lasts without renewal. The holder renews it every
+# third of this while it lives; if it dies, another process takes over after at
+# most this long. Hosts sharing one database need synchronised clocks.
+CO2LOGSERVER_OSEM_LEASE_SECONDS = 30
+
 # Whether the server process runs the forwarder thread (one across all workers, by a
 # lease in the database). Turn off when ``python3 -m co2logserver forward`` runs.
 CO2LOGSERVER_OSEM_FORWARDER_THREAD = True
@@ -351,6 +365,31 @@ CO2LOGSERVER_MQTT_CLIENT_ID = "co2logserver"
 # Shared-subscription group (``$share/<group>/...``) so several subscribers split the
 # load; empty for a plain subscription.
 CO2LOGSERVER_MQTT_SHARED_GROUP = ""
+
+# CA certificates (a PEM file) that the broker's certificate is checked against for
+# ``mqtts://``; ``None`` uses the system's trusted CAs.
+CO2LOGSERVER_MQTT_TLS_CA_CERTS = None
+
+# Client certificate (PEM) for brokers that authenticate clients by TLS; ``None`` for
+# none.
+CO2LOGSERVER_MQTT_TLS_CERTFILE = None
+
+# Private key (PEM) of ``CO2LOGSERVER_MQTT_TLS_CERTFILE``; ``None`` when the key is in
+# the certificate file.
+CO2LOGSERVER_MQTT_TLS_KEYFILE = None
+
+# Seconds between keep-alive pings; the broker drops the connection after 1.5 times
+# this without traffic, and then redelivers what was not acknowledged.
+CO2LOGSERVER_MQTT_KEEPALIVE = 60
+
+# Seconds the broker keeps the subscriber's session (its subscriptions and the
+# messages queued for it) while the subscriber is away. A week covers a long
+# outage; the broker's own limits (``max_queued_messages``) apply too.
+CO2LOGSERVER_MQTT_SESSION_EXPIRY = 7 * 24 * 3600
+
+# Upper bound in seconds of the subscriber's backoff while the database is
+# unavailable (the message waits unacknowledged) or the broker is unreachable.
+CO2LOGSERVER_MQTT_MAX_BACKOFF = 30
 
 # Salted checksum header regex (fixed, as in 0.1.2).
 CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX = re.compile(
