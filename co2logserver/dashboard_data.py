@@ -20,7 +20,8 @@ from co2logserver.errors import BadRequest
 from co2logserver.ingest import READING_TYPES, TYPE_NAMES
 from co2logserver.store import Store, outbox
 from co2logserver.store import sensors as sensor_sql
-from co2logserver.store.queries import bound, summary
+from co2logserver.store.columns import Columns
+from co2logserver.store.queries import bound
 from co2logserver.store.schema import readings, sensors
 
 #: Bucket lengths a chart may use, shortest first (seconds).
@@ -41,6 +42,8 @@ INTERVALS = (
 )
 #: Most buckets per chart line: enough detail for a wide screen, cheap to draw.
 MAX_POINTS = 720
+#: Last second a page can show (datetime's year 9999).
+LATEST = 253402300799
 #: Preset time ranges of the sensor page, in seconds.
 RANGES = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 #: Which reading a sensor's sparkline shows, when it has several types.
@@ -57,26 +60,36 @@ SPARKLINE_PREFERENCE = (
     "PRES",
 )
 SPARKLINE_POINTS = 30
-#: Sort keys of the sensor list and the value each sorts by.
+#: Settings blanked out of the forwarder's last error before a page shows it.
+CREDENTIALS = ("PASSWORD", "EMAIL", "USERNAME")
+#: Sort keys of the sensor list.
 SORT_KEYS = ("suid", "model", "location", "secure", "last_reading", "reading_count")
 
 
-def uploads_since(store: Store, seconds: float, now: datetime.datetime) -> int:
-    """Rows of the legacy data table uploaded within the last ``seconds``.
+def upload_counts(store: Store, now: datetime.datetime) -> dict[str, Any]:
+    """Rows of the legacy data table: in all, uploaded in the last hour and day.
 
+    One scan of the table answers all of it (the upload time has no index).
     SQLite keeps the upload time as ISO text (``2026-11-22 05:10:03.794833+00:00``)
-    whose text order is time order, so the cutoff is compared as text there.
+    whose text order is time order, so the cutoffs are compared as text there.
     """
-    cutoff = now - datetime.timedelta(seconds=seconds)
     upload = column(store.data.upload_time_column)
     data = table(store.data.name, upload)
-    statement = (
-        select(func.count())
-        .select_from(data)
-        .where(upload > bound(cutoff, store.dialect == "sqlite"))
-    )
+    sqlite = store.dialect == "sqlite"
+
+    def since(seconds: int):
+        cutoff = bound(now - datetime.timedelta(seconds=seconds), sqlite)
+        return func.coalesce(func.sum(case((upload > cutoff, 1), else_=0)), 0)
+
+    statement = select(func.count(), func.max(upload), since(3600), since(86400))
     with store.reading() as conn:
-        return conn.execute(statement).scalar_one()
+        rows, latest, hour, day = conn.execute(statement.select_from(data)).one()
+    return {
+        "rows": rows,
+        "latest_upload": latest,
+        "uploads_hour": int(hour),
+        "uploads_day": int(day),
+    }
 
 
 def sensor_counts(conn: Connection, silent_after: int, now: float) -> dict[str, int]:
@@ -111,7 +124,6 @@ def redact(text: str | None, secrets: list[str]) -> str | None:
 def overview(store: Store, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the dashboard (``/``) shows, from one call."""
     now = datetime.datetime.now(datetime.UTC)
-    legacy = summary(store)
     with store.reading() as conn:
         counts = sensor_counts(
             conn, settings["CO2LOGSERVER_SILENT_AFTER"], now.timestamp()
@@ -119,14 +131,11 @@ def overview(store: Store, settings: Mapping[str, Any]) -> dict[str, Any]:
         forwarder = outbox.status(conn)
     forwarder["last_error"] = redact(
         forwarder["last_error"],
-        [settings.get("CO2LOGSERVER_OSEM_PASSWORD") or ""],
+        [settings.get(f"CO2LOGSERVER_OSEM_{key}") or "" for key in CREDENTIALS],
     )
     return {
         "now": now,
-        "rows": legacy["rows"],
-        "latest_upload": legacy["latest_upload"],
-        "uploads_hour": uploads_since(store, 3600, now),
-        "uploads_day": uploads_since(store, 86400, now),
+        **upload_counts(store, now),
         "forwarding": bool(settings["CO2LOGSERVER_OSEM_UPLOAD"]),
         "forwarder": forwarder,
         **counts,
@@ -221,8 +230,8 @@ def time_range(args: Mapping[str, str], now: int | None = None) -> TimeRange:
         start = readback.parse_time(args.get("from"), "from") or end - RANGES["24h"]
     else:
         raise BadRequest("range must be 24h, 7d, 30d or custom")
-    if start >= end:
-        raise BadRequest("from must be earlier than to")
+    if not LATEST >= end > start >= 0:
+        raise BadRequest("from must be earlier than to, both between 1970 and 9999")
     return TimeRange(name, start, end, pick_interval(end - start))
 
 
@@ -251,25 +260,32 @@ def bucket_table(data: dict[str, Any]) -> list[dict[str, Any]]:
     groups: dict[str, dict[str, Any]] = {}
     for bucket in data["buckets"]:
         group = groups.setdefault(
-            bucket["type"], {"type": bucket["type"], "unit": bucket["unit"], "buckets": []}
+            bucket["type"],
+            {"type": bucket["type"], "unit": bucket["unit"], "buckets": []},
         )
         group["buckets"].append(bucket)
     return list(groups.values())
 
 
 def chart_columns(
-    header: list[str], kinds: Mapping[str, str], time_columns: list[str], upload: str
-) -> dict[str, Any]:
-    """Which column of a download is the chart's time axis and which are numbers.
+    header: list[str], columns: Columns, settings: Mapping[str, Any]
+) -> dict[str, list[str]]:
+    """Which columns of a download can be a chart's time axis, and which are numbers.
 
-    The first configured time column in the download wins, else the upload time.
+    Time candidates are the configured time columns, then the upload time, in that
+    order; the page's script takes the one with the most values.
     """
+    wanted = [
+        *settings["CO2LOGSERVER_TIME_COLS"],
+        settings["CO2LOGSERVER_UPLOAD_TIME_COL"],
+    ]
     lower = {name.lower(): name for name in header}
-    candidates = [c.lower() for c in time_columns] + [upload.lower()]
-    axis = next((lower[c] for c in candidates if c in lower), None)
+    times = list(dict.fromkeys(lower[c.lower()] for c in wanted if c.lower() in lower))
     numeric = [
         name
         for name in header
-        if name != axis and kinds.get(name.lower()) in ("int", "float")
+        if name not in times
+        and name in columns
+        and columns.kind(name) in ("int", "float")
     ]
-    return {"time_column": axis, "numeric_columns": numeric if axis else []}
+    return {"time_columns": times, "numeric_columns": numeric if times else []}

@@ -19,6 +19,8 @@ from co2logserver.ingest import READING_TYPES, TYPE_NAMES
 from co2logserver.store import Store
 from co2logserver.store import sensors as sensor_sql
 
+#: Largest UNIX time accepted in a query (the year 9999).
+LATEST_SECONDS = 253402300799
 INTERVAL = re.compile(r"(\d+)\s*([smhdw]?)")
 UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -86,7 +88,10 @@ def parse_time(text: str | None, name: str) -> int | None:
     if text in (None, ""):
         return None
     if re.fullmatch(r"-?\d+(\.\d+)?", text):
-        return int(float(text))
+        seconds = float(text)
+        if not -LATEST_SECONDS <= seconds <= LATEST_SECONDS:
+            raise BadRequest(f"{name} is out of range; use UNIX seconds or ISO 8601")
+        return int(seconds)
     try:
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -128,7 +133,7 @@ def parse_interval(text: str) -> int:
     """``aggregate=3600``, ``15m``, ``1h``, ``1d``: bucket length in seconds."""
     match = INTERVAL.fullmatch(text.strip().lower())
     seconds = int(match[1]) * UNIT_SECONDS[match[2]] if match else 0
-    if seconds < 1:
+    if not 1 <= seconds <= LATEST_SECONDS:
         raise BadRequest("aggregate must be an interval such as 60, 15m, 1h or 1d")
     return seconds
 
@@ -138,7 +143,7 @@ def parse_cursor(text: str | None) -> tuple[int, int, int] | None:
     if not text:
         return None
     parts = text.split("-")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    if len(parts) != 3 or not all(p.isdigit() and len(p) < 19 for p in parts):
         raise BadRequest("cursor is not one this server gave out; start without it")
     return int(parts[0]), int(parts[1]), int(parts[2])
 

@@ -500,3 +500,20 @@ def test_secret_appears_only_in_the_registration_reply(make_app):
             texts.append(seen(api.client.get(url, headers=ADMIN)))
     for text in texts:
         assert secret not in text and secret.upper() not in text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=99999999999999999999",
+        "to=-99999999999999999999",
+        "aggregate=99999999999999999999d",
+        "cursor=1-99999999999999999999999-1",
+    ],
+)
+def test_out_of_range_numbers_are_400(sensors, query):
+    suid = sensors.new_suid()
+    sensors.post_rogue(suid, observations(1600000000))
+    response = sensors.client.get(f"/v1/sensors/{suid}/readings?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]

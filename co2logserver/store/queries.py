@@ -100,16 +100,14 @@ def filter_value(text: str, kind: str) -> Any:
     """A filter bound as the column compares it; times may be UNIX seconds."""
     value = coerce_number(text)
     if kind == "datetime":
-        if isinstance(value, (int, float)):
-            value = utc_datetime_from_unix_timestamp(value)
-        else:
-            try:
-                value = datetime.datetime.fromisoformat(text)
-            except ValueError:
-                raise BadRequest(
-                    f"{text[:32]!r} is not a time: use UNIX seconds or ISO 8601"
-                ) from None
-        return value
+        try:
+            if isinstance(value, (int, float)):
+                return utc_datetime_from_unix_timestamp(value)
+            return datetime.datetime.fromisoformat(text)
+        except (ValueError, OverflowError):  # 1e100 seconds overflow a datetime
+            raise BadRequest(
+                f"{text[:32]!r} is not a time: use UNIX seconds or ISO 8601"
+            ) from None
     if kind in ("int", "float") and isinstance(value, str):
         raise BadRequest(f"{text[:32]!r} is not a number")
     return value

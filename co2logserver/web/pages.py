@@ -1,13 +1,12 @@
-"""Blueprint ``pages``: the index page and the health check."""
+"""Blueprint ``pages``: the dashboard (index page), the health check and metrics."""
 
 from __future__ import annotations
 
-import datetime
-
 from flask import Blueprint, render_template
 
+from co2logserver import dashboard_data, metrics
 from co2logserver.errors import StorageUnavailable
-from co2logserver.store import queries
+from co2logserver.store import outbox
 from co2logserver.web.common import settings, store
 
 bp = Blueprint("pages", __name__)
@@ -16,20 +15,33 @@ bp = Blueprint("pages", __name__)
 @bp.get("/")
 @bp.get("/index")
 def index():
-    """Server name, stored rows and the latest upload time."""
+    """The dashboard: uploads, sensors, the forwarder's backlog, links."""
     return render_template(
         "index.html",
         name=settings()["CO2LOGSERVER_NAME"],
-        summary=queries.summary(store()),
-        now=datetime.datetime.now(datetime.UTC),
+        stats=dashboard_data.overview(store(), settings()),
+        silent_after=settings()["CO2LOGSERVER_SILENT_AFTER"],
     )
 
 
 @bp.get("/health")
 def health():
-    """Process and database round trip; 503 when the database is unreachable."""
+    """Process and database round trip, with the forwarder's backlog.
+
+    :raise 503: with ``Retry-After`` when the database is unreachable.
+    """
     try:
-        store().ping()
+        with store().reading() as conn:
+            forwarding = outbox.status(conn)
     except StorageUnavailable as error:
-        return {"status": "unavailable", "database": "unreachable"}, 503, error.headers
-    return {"status": "ok", "database": "ok"}
+        body = {"status": "unavailable", "database": "unreachable"}
+        return body, 503, {**error.headers, "Cache-Control": "no-store"}
+    forwarding.pop("last_error")  # its text is for the operator's pages, not public
+    body = {"status": "ok", "database": "ok", "outbox": forwarding}
+    return body, 200, {"Cache-Control": "no-store"}
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    """Counters and gauges in the Prometheus text format."""
+    return metrics.metrics_response(store())
