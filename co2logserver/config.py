@@ -49,6 +49,18 @@ POSITIVE_INTEGER_KEYS = (
 )
 
 
+POSITIVE_NUMBER_KEYS = (
+    "SQLITE_BUSY_TIMEOUT",
+    "RETRY_AFTER",
+    "OSEM_MAX_BACKOFF",
+    "OSEM_TIMEOUT",
+    "OSEM_LEASE_SECONDS",
+    "MQTT_KEEPALIVE",
+    "MQTT_SESSION_EXPIRY",
+    "MQTT_MAX_BACKOFF",
+)
+
+
 def parse_env_value(text: str) -> Any:
     """Read an environment value as JSON, else a Python literal, else plain text."""
     try:
@@ -116,6 +128,8 @@ def validate(config: dict) -> None:
     check_string_list(config, "ADMIN_TOKENS")
     for key in POSITIVE_INTEGER_KEYS:
         check_positive_integer(config, key)
+    for key in POSITIVE_NUMBER_KEYS:
+        check_positive_number(config, key)
     check_choice(config, "SQLITE_SYNCHRONOUS", ("OFF", "NORMAL", "FULL", "EXTRA"))
     check_loglevel(config)
     for key in ("AUTH_CHECKER", "TIME_CONVERTER", "ACCEPT_NEW_COLUMN"):
@@ -162,6 +176,13 @@ def check_positive_integer(config: dict, key: str) -> None:
         raise ConfigError(
             f"{PREFIX}{key} must be a whole number above 0, not {value!r}"
         )
+
+
+def check_positive_number(config: dict, key: str) -> None:
+    """Require a number of seconds above zero."""
+    value = config[PREFIX + key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{PREFIX}{key} must be a number above 0, not {value!r}")
 
 
 def check_choice(config: dict, key: str, choices: tuple[str, ...]) -> None:

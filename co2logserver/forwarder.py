@@ -1,13 +1,30 @@
-"""Drain the durable outbox to the OpenSenseMap, in the background.
+"""The OpenSenseMap forwarder: drains the outbox so uploads never wait for OSEM.
 
-The outbox lives in the database, written in the same transaction as the data, so an
-upload never waits for the OpenSenseMap and nothing is lost when it is down. One
-forwarder is active across all gunicorn workers and hosts: whoever holds the lease in
-the database. The thread restarts itself after a fork and survives any job failure.
+Ingest writes outbox items in the transaction that stores the data; this module
+sends them, box by box and in outbox order, with :mod:`co2logserver.osem`. It runs
+as a daemon thread in each server process (``init_app``) or as
+``python3 -m co2logserver forward``; a lease in the database lets exactly one of
+them send at a time, renewed by a keeper thread for as long as the holder lives.
+
+What happens to an item:
+
+* OSEM accepted it: deleted, and the last success recorded;
+* OSEM is unreachable, answers 5xx or 429: it stays, the round ends, and the next
+  one follows an exponential backoff capped at ``CO2LOGSERVER_OSEM_MAX_BACKOFF``;
+* OSEM refuses it for good (4xx): parked with OSEM's reason, never sent again;
+* its senseBox does not exist and no position is known: it waits, and the other
+  boxes go on. An OpenSmog sensor's items go as soon as it has a location (a PUT
+  with one); a legacy box is tried again every ``WAIT_SECONDS``.
+
+Delivery is exactly once while the holder lives; if it dies after OSEM stored a
+batch but before the items were deleted, the next holder sends them again (the
+at-least-once window documented in ``docs/forwarding.rst``).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
 import os
@@ -15,8 +32,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from co2logserver.errors import ApiError
@@ -26,24 +44,37 @@ from co2logserver.store import sensors as sensor_sql
 log = logging.getLogger(__name__)
 
 LEASE = "opensensemap-forwarder"
-LEASE_SECONDS = 30.0
+#: Pause between rounds when the outbox had nothing more to send.
 IDLE_SECONDS = 2.0
-WAIT_AGAIN_SECONDS = 60.0
+#: How long a box waits after a failure that is its own (no position, a bug).
+WAIT_SECONDS = 60.0
+#: Floor of the backoff, so a zero setting cannot make a busy loop.
+MIN_BACKOFF = 0.1
+#: Floor of the lease time, so the others' polling cannot become a busy loop.
+MIN_LEASE_SECONDS = 1.0
+#: How long stopping waits for a round in progress.
+STOP_TIMEOUT = 10.0
+EXTENSION = "co2logserver.forwarder"
+
+Location = tuple[float, float, float | None]
+BoxKey = tuple[str, str]
 
 
 @dataclass
 class Round:
     """What one pass over the outbox did."""
 
+    fetched: int = 0
     sent: int = 0
     parked: int = 0
     waiting: int = 0
     retry: bool = False
+    lost_lease: bool = False
 
 
 @dataclass
 class Backoff:
-    """Exponential backoff capped at ``maximum`` seconds."""
+    """Exponential backoff from 1 second, capped at ``maximum`` seconds."""
 
     maximum: float
     current: float = 0.0
@@ -58,6 +89,57 @@ class Backoff:
         self.current = 0.0
 
 
+def new_holder() -> str:
+    """A lease holder name that tells the operator which process holds it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Lease:
+    """A named lease in the database; only its holder forwards.
+
+    ``valid()`` is checked before each box without a database round trip: it is
+    true until ``seconds`` after the last successful renewal started, which ends
+    before the row expires for everyone else.
+    """
+
+    def __init__(self, store: Store, name: str, seconds: float) -> None:
+        """Describe the lease; nothing is taken yet."""
+        self.store = store
+        self.name = name
+        self.seconds = seconds
+        self.holder = new_holder()
+        self._valid_until = 0.0
+
+    def acquire(self) -> bool:
+        """Take or renew the lease; False if another holder has it or the DB is away."""
+        started = time.monotonic()
+        try:
+            with guarded(self.store.transaction()) as conn:
+                taken = outbox.acquire_lease(conn, self.name, self.holder, self.seconds)
+        except ApiError:
+            taken = False
+        self._valid_until = started + self.seconds if taken else 0.0
+        return taken
+
+    def valid(self) -> bool:
+        """Whether this process may send now."""
+        return time.monotonic() < self._valid_until
+
+    def release(self) -> None:
+        """Give the lease up, so that another process takes over at once."""
+        self._valid_until = 0.0
+        try:
+            with guarded(self.store.transaction()) as conn:
+                outbox.release_lease(conn, self.name, self.holder)
+        except ApiError:
+            log.warning("could not release the forwarder lease; it expires by itself")
+
+    def renew_as(self, holder: str) -> None:
+        """Use a new holder name (a forked child is another process)."""
+        self.holder = holder
+        self._valid_until = 0.0
+
+
 def default_client_factory(settings: Mapping[str, Any]):
     """The real OpenSenseMap client (sensemapi), imported only when forwarding."""
     from co2logserver import osem
@@ -65,28 +147,36 @@ def default_client_factory(settings: Mapping[str, Any]):
     return osem.OsemForwarder(osem.make_account(settings), settings)
 
 
-@dataclass
 class OutboxForwarder:
     """Sends outbox items box by box; one instance per process."""
 
-    store: Store
-    settings: Mapping[str, Any]
-    client_factory: Callable[[Mapping[str, Any]], Any] = default_client_factory
-    holder: str = field(
-        default_factory=lambda: (
-            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        )
-    )
-
-    def __post_init__(self) -> None:
-        self.backoff = Backoff(float(self.settings["CO2LOGSERVER_OSEM_MAX_BACKOFF"]))
+    def __init__(
+        self,
+        store: Store,
+        settings: Mapping[str, Any],
+        client_factory: Callable[[Mapping[str, Any]], Any] = default_client_factory,
+    ) -> None:
+        """Read the settings once; the OSEM client is made on first use."""
+        self.store = store
+        self.settings = settings
+        self.client_factory = client_factory
+        self.batch_size = int(settings["CO2LOGSERVER_OSEM_BATCH_SIZE"])
+        maximum = float(settings["CO2LOGSERVER_OSEM_MAX_BACKOFF"])
+        self.backoff = Backoff(max(MIN_BACKOFF, maximum))
+        seconds = float(settings.get("CO2LOGSERVER_OSEM_LEASE_SECONDS") or 30)
+        self.lease = Lease(store, LEASE, max(MIN_LEASE_SECONDS, seconds))
         self._client = None
-        self._waiting: dict[str, float] = {}
+        #: Boxes that wait: until a monotonic time, or None until located.
+        self._waiting: dict[BoxKey, float | None] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._thread_pid: int | None = None
+        self._stopped_pid: int | None = None
 
-    # ------------------------------------------------------------------ one round
+    @property
+    def holder(self) -> str:
+        """This process's name in the lease table."""
+        return self.lease.holder
 
     @property
     def client(self):
@@ -95,42 +185,63 @@ class OutboxForwarder:
             self._client = self.client_factory(self.settings)
         return self._client
 
-    def run_once(self) -> Round:
-        """Send one batch of pending items, grouped per box in outbox order."""
-        from co2logserver import osem
+    # ------------------------------------------------------------------ one round
 
+    def run_once(self, still_leased: Callable[[], bool] | None = None) -> Round:
+        """Send one batch of pending items, grouped per box in outbox order.
+
+        The caller holds the lease (:meth:`step` does); ``still_leased`` is asked
+        before each box, so a lost lease ends the round before anything more goes.
+
+        :raise StorageUnavailable: when the database is away (the items stay).
+        """
         result = Round()
-        now = time.time()
-        self._waiting = {b: t for b, t in self._waiting.items() if t > now}
-        with self.store.reading() as conn:
-            items = outbox.pending(
-                conn, self.settings["CO2LOGSERVER_OSEM_BATCH_SIZE"], self._waiting
-            )
+        items = self.pending_items()
+        result.fetched = len(items)
         for (kind, box), group in group_items(items).items():
-            try:
-                self.send(kind, box, group)
-            except osem.OsemNoLocation as error:
-                self.mark_waiting(box, group, error.message)
-                result.waiting += len(group)
-            except osem.OsemRefused as error:
-                self.finish(group, parked_reason=error.message)
-                result.parked += len(group)
-            except osem.OsemRetryable as error:
-                self.failed(group, error.message)
-                result.retry = True
+            if still_leased is not None and not still_leased():
+                result.lost_lease = True
                 break
-            except Exception as error:  # never let one job end the forwarder
-                log.error("forwarding box %r failed", box, exc_info=True)
-                self.failed(group, f"{type(error).__name__}: {error}")
-                result.retry = True
+            if not self.forward_group(kind, box, group, result):
                 break
-            else:
-                self.finish(group)
-                result.sent += len(group)
         return result
 
+    def pending_items(self) -> list:
+        """The oldest items, leaving out boxes that still have to wait."""
+        self.end_waits()
+        with guarded(self.store.reading()) as conn:
+            return outbox.pending(conn, self.batch_size, set(self._waiting))
+
+    def forward_group(self, kind: str, box: str, group: list, result: Round) -> bool:
+        """Send one box's items and settle them; False ends the round (OSEM away)."""
+        from co2logserver.osem import OsemNoLocation, OsemRefused, OsemRetryable
+
+        try:
+            self.send(kind, box, group)
+        except OsemNoLocation as error:
+            self.mark_waiting(kind, box, group, error.message)
+            result.waiting += len(group)
+        except OsemRefused as error:
+            self.park(group, error.message)
+            result.parked += len(group)
+        except OsemRetryable as error:
+            self.failed(group, error.message)
+            result.retry = True
+            return False
+        except ApiError:
+            raise  # the database is away: the caller backs off
+        except Exception as error:  # never let one box's data end the forwarder
+            log.error("forwarding %s box %r failed", kind, box, exc_info=True)
+            reason = f"forwarding failed: {type(error).__name__}: {error}"
+            self.failed(group, reason)
+            self._waiting[(kind, box)] = time.monotonic() + WAIT_SECONDS
+        else:
+            self.delivered(group)
+            result.sent += len(group)
+        return True
+
     def send(self, kind: str, box: str, group: list) -> None:
-        """Forward one box's items with one call."""
+        """Forward one box's items with one client call."""
         payloads = [json.loads(item.payload) for item in group]
         if kind == outbox.LEGACY:
             self.client.forward_legacy(payloads)
@@ -138,12 +249,12 @@ class OutboxForwarder:
         observations = [(p["timestamp"], p["readings"]) for p in payloads]
         self.client.forward_readings(box, self.location(box), observations)
 
-    def location(self, suid: str) -> tuple[float, float, float | None] | None:
+    def location(self, suid: str) -> Location | None:
         """The sensor's location at public precision, else the default hooks."""
-        decimals = self.settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"]
-        with self.store.reading() as conn:
+        decimals = int(self.settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"])
+        with guarded(self.store.reading()) as conn:
             sensor = sensor_sql.get_sensor(conn, suid)
-        if sensor is not None and sensor.latitude is not None:
+        if sensor is not None and None not in (sensor.latitude, sensor.longitude):
             elevation = None if sensor.elevation is None else round(sensor.elevation)
             return (
                 round(sensor.latitude, decimals),
@@ -156,110 +267,247 @@ class OutboxForwarder:
             return None
         return float(lat), float(lon), None
 
-    def finish(self, group: list, parked_reason: str | None = None) -> None:
-        """Delete sent items, or park refused ones with the reason."""
-        ids = [item.id for item in group]
-        with self.store.transaction() as conn:
-            if parked_reason is None:
-                outbox.delete(conn, ids)
-                outbox.record(conn, None)
-            else:
-                outbox.park(conn, ids, parked_reason)
-                outbox.record(conn, f"refused for good: {parked_reason}")
-        if parked_reason is None:
-            self.backoff.succeeded()
-        else:
-            log.warning("parked %d outbox items: %s", len(ids), parked_reason)
+    # -------------------------------------------------------- settling items
+
+    def delivered(self, group: list) -> None:
+        """Delete items OSEM accepted and note the success."""
+        with guarded(self.store.transaction()) as conn:
+            outbox.delete(conn, [item.id for item in group])
+            outbox.record(conn, None)
+
+    def park(self, group: list, reason: str) -> None:
+        """Keep refused items for good with OSEM's reason."""
+        reason = self.scrub(reason)
+        with guarded(self.store.transaction()) as conn:
+            outbox.park(conn, [item.id for item in group], reason)
+            outbox.record(conn, f"refused for good: {reason}")
+        log.warning("parked %d outbox items: %s", len(group), reason)
 
     def failed(self, group: list, reason: str) -> None:
         """Count the attempt; the items stay and are sent after the backoff."""
-        with self.store.transaction() as conn:
+        reason = self.scrub(reason)
+        with guarded(self.store.transaction()) as conn:
             outbox.note_attempt(conn, [item.id for item in group], reason)
             outbox.record(conn, reason)
+        log.info("OpenSenseMap forwarding waits: %s", reason)
 
-    def mark_waiting(self, box: str, group: list, reason: str) -> None:
-        """Items of a box without a location wait; other boxes go on."""
-        self._waiting[box] = time.time() + WAIT_AGAIN_SECONDS
-        with self.store.transaction() as conn:
+    def mark_waiting(self, kind: str, box: str, group: list, reason: str) -> None:
+        """Items of a box without a position wait; other boxes go on."""
+        if kind == outbox.READINGS:
+            self._waiting[(kind, box)] = None  # until the sensor has a location
+        else:
+            self._waiting[(kind, box)] = time.monotonic() + WAIT_SECONDS
+        with guarded(self.store.transaction()) as conn:
             outbox.note_attempt(conn, [item.id for item in group], reason)
+        log.info("%s box %r waits: %s", kind, box, reason)
+
+    def end_waits(self) -> None:
+        """Let boxes go whose wait is over or whose sensor got a location."""
+        now = time.monotonic()
+        self._waiting = {
+            key: until
+            for key, until in self._waiting.items()
+            if until is None or until > now
+        }
+        suids = [box for (kind, box), until in self._waiting.items() if until is None]
+        if not suids:
+            return
+        with guarded(self.store.reading()) as conn:
+            located = outbox.located_sensors(conn, suids)
+        for suid in located:
+            del self._waiting[(outbox.READINGS, suid)]
+
+    def scrub(self, text: str) -> str:
+        """The text without the OSEM password or any token (it is shown on pages)."""
+        from co2logserver.osem import redact
+
+        password = self.settings.get("CO2LOGSERVER_OSEM_PASSWORD")
+        if password:
+            text = text.replace(str(password), "***")
+        return redact(text)
 
     # ------------------------------------------------------------------ the loop
 
-    def holds_lease(self) -> bool:
-        """Take or renew the lease; only its holder forwards."""
-        try:
-            with self.store.transaction() as conn:
-                return outbox.acquire_lease(conn, LEASE, self.holder, LEASE_SECONDS)
-        except ApiError:
-            return False
-
     def step(self) -> float:
         """One loop iteration; returns the seconds to sleep before the next."""
-        if not self.holds_lease():
-            return LEASE_SECONDS / 3
+        if not self.lease.acquire():
+            return self.lease.seconds / 3
         try:
-            result = self.run_once()
+            result = self.run_once(still_leased=self.may_go_on)
         except ApiError as error:  # the database itself is away
-            log.warning("forwarder cannot read the outbox: %s", error.message)
+            log.warning("forwarder cannot use the outbox: %s", error.message)
             return self.backoff.failed()
         if result.retry:
             return self.backoff.failed()
-        if result.sent + result.parked >= self.settings["CO2LOGSERVER_OSEM_BATCH_SIZE"]:
+        if result.sent or result.parked:
+            self.backoff.succeeded()
+        if result.fetched >= self.batch_size and (result.sent or result.parked):
             return 0.0
         return IDLE_SECONDS
 
+    def may_go_on(self) -> bool:
+        """Whether to send the next box: lease still valid and no stop asked."""
+        return self.lease.valid() and not self._stop.is_set()
+
     def run_forever(self) -> None:
-        """Forward until :meth:`stop`; for ``python3 -m co2logserver forward``."""
+        """Forward until :meth:`stop`; then give the lease up."""
         log.info("OpenSenseMap forwarder %s started", self.holder)
-        while not self._stop.is_set():
-            try:
-                pause = self.step()
-            except Exception:  # keep forwarding whatever one step did
-                log.error("forwarder step failed", exc_info=True)
-                pause = self.backoff.failed()
-            self._stop.wait(pause)
-        self.release()
+        keeper = threading.Thread(
+            target=self.keep_lease, name="co2logserver-forwarder-lease", daemon=True
+        )
+        keeper.start()
+        try:
+            while not self._stop.is_set():
+                self._stop.wait(self.safe_step())
+        finally:
+            self._stop.set()
+            keeper.join(STOP_TIMEOUT)
+            self.release()
+
+    def safe_step(self) -> float:
+        """:meth:`step`, logging instead of raising whatever goes wrong."""
+        try:
+            return self.step()
+        except Exception:  # keep forwarding whatever one step did
+            log.error("forwarder step failed", exc_info=True)
+            return self.backoff.failed()
+
+    def keep_lease(self) -> None:
+        """Renew a held lease while a round runs, however long OSEM takes."""
+        while not self._stop.wait(self.lease.seconds / 3):
+            if self.lease.valid():
+                self.lease.acquire()
 
     def release(self) -> None:
         """Give the lease up when stopping, so another process takes over at once."""
-        try:
-            with self.store.transaction() as conn:
-                outbox.release_lease(conn, LEASE, self.holder)
-        except ApiError:
-            pass
+        self.lease.release()
+
+    # ---------------------------------------------------------- thread control
 
     def ensure_thread(self) -> None:
-        """Start the background thread, again after a fork (gunicorn --preload)."""
-        if self._thread_pid == os.getpid() and self._thread and self._thread.is_alive():
+        """Start the background thread, again in a forked child (gunicorn --preload)."""
+        pid = os.getpid()
+        if self._stopped_pid == pid or self.thread_alive():
             return
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self.run_forever, name="co2logserver-forwarder", daemon=True
+        with _start_lock():
+            if self.thread_alive():
+                return
+            if self._thread_pid != pid:
+                self.lease.renew_as(new_holder())
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self.run_forever, name="co2logserver-forwarder", daemon=True
+            )
+            self._thread_pid = pid
+            self._thread.start()
+        _RUNNING.add(self)
+
+    def thread_alive(self) -> bool:
+        """Whether this process runs the forwarder thread."""
+        return (
+            self._thread_pid == os.getpid()
+            and self._thread is not None
+            and self._thread.is_alive()
         )
-        self._thread_pid = os.getpid()
-        self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask the loop to end and wait for it."""
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Ask the loop to end (it releases the lease) and wait for it."""
+        self._stopped_pid = os.getpid()
         self._stop.set()
-        if self._thread and self._thread_pid == os.getpid():
-            self._thread.join(timeout)
+        thread = self._thread
+        if (
+            thread is not None
+            and self._thread_pid == os.getpid()
+            and thread is not threading.current_thread()
+        ):
+            thread.join(timeout)
+
+    def after_fork_in_child(self) -> None:
+        """A forked child owns no thread: it starts its own on its first request."""
+        self._stop = threading.Event()
 
 
-def group_items(items: list) -> dict[tuple[str, str], list]:
+def group_items(items: Iterable) -> dict[BoxKey, list]:
     """Items per (kind, box), each group in outbox order, groups by first item."""
-    groups: dict[tuple[str, str], list] = {}
+    groups: dict[BoxKey, list] = {}
     for item in items:
         groups.setdefault((item.kind, item.box), []).append(item)
     return groups
 
 
-EXTENSION = "co2logserver.forwarder"
+# --------------------------------------------------------------------------------------
+# Process hooks: fork and exit handling for all forwarders of the process
+# --------------------------------------------------------------------------------------
+#
+# With ``gunicorn --preload`` the master builds the app, so its forwarder thread runs
+# there and the master forks workers. An SQLite connection open across fork() breaks
+# SQLite's locking in the child (https://sqlite.org/howtocorrupt.html#_carrying_an_
+# open_database_connection_across_a_fork_): workers then wait for a lock forever.
+# So every forwarder transaction holds the fork guard, and fork() waits for it and
+# closes the pooled connections first.
+
+_RUNNING: weakref.WeakSet[OutboxForwarder] = weakref.WeakSet()
+_LOCKS = {"start": threading.Lock(), "fork": threading.RLock()}
+_HOOKS_INSTALLED = [False]
+
+
+def _start_lock() -> threading.Lock:
+    """The lock that keeps two request threads from starting two forwarders."""
+    return _LOCKS["start"]
+
+
+@contextlib.contextmanager
+def guarded(session: contextlib.AbstractContextManager) -> Iterator[Any]:
+    """Enter a store transaction while no fork() may happen."""
+    with _LOCKS["fork"], session as conn:
+        yield conn
+
+
+def _before_fork() -> None:
+    """Wait for forwarder transactions to end; close the connections they pooled."""
+    _LOCKS["fork"].acquire()
+    for forwarder in list(_RUNNING):
+        forwarder.store.dispose()
+
+
+def _after_fork_in_parent() -> None:
+    """Let the parent's forwarders use the database again."""
+    _LOCKS["fork"].release()
+
+
+def _after_fork_in_child() -> None:
+    """Fresh locks; the parent's threads are not the child's."""
+    _LOCKS["start"] = threading.Lock()
+    _LOCKS["fork"] = threading.RLock()
+    for forwarder in list(_RUNNING):
+        forwarder.after_fork_in_child()
+
+
+def _stop_all() -> None:
+    """At exit, let each forwarder finish its box and release its lease."""
+    for forwarder in list(_RUNNING):
+        forwarder.stop()
+
+
+def install_process_hooks() -> None:
+    """Register the fork and exit handlers once per process."""
+    if _HOOKS_INSTALLED[0]:
+        return
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+    atexit.register(_stop_all)
+    _HOOKS_INSTALLED[0] = True
 
 
 def init_app(app) -> None:
-    """Run the forwarder thread in this server process when forwarding is on."""
+    """Run the forwarder thread in this server process when forwarding is on.
+
+    The thread starts now (so a backlog drains after a restart without any
+    request) and again in a forked worker on its first request.
+    """
     settings = app.config
     if not (
         settings["CO2LOGSERVER_OSEM_UPLOAD"]
@@ -268,7 +516,23 @@ def init_app(app) -> None:
         return
     from co2logserver.store import get_store
 
-    forwarder = OutboxForwarder(get_store(app), settings)
+    install_process_hooks()
+    store = get_store(app)
+    prepare_schema(store)
+    forwarder = OutboxForwarder(store, settings)
     app.extensions[EXTENSION] = forwarder
     app.before_request(forwarder.ensure_thread)
     forwarder.ensure_thread()
+
+
+def prepare_schema(store: Store) -> None:
+    """Create the tables before the thread starts, never failing the app's start.
+
+    Otherwise the thread's first transaction and the first request both create
+    them at once, and on PostgreSQL one of the CREATE TABLEs fails. If the database
+    is away (or another worker is creating them), the first use tries again.
+    """
+    try:
+        store.ensure_schema()
+    except Exception as error:  # the thread and requests will try again
+        log.warning("tables not created at start: %s", type(error).__name__)

@@ -14,7 +14,7 @@ import pytest
 from co2logserver import create_app
 from co2logserver.store import get_store
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "tests.osem_standin"]
 
 SEED_SALT = "my-super-secret-psk"
 

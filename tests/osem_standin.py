@@ -14,8 +14,9 @@ that tests drive the real ``sensemapi`` client over real HTTP:
 As on the live API, JSON web tokens expire (:meth:`OsemStandin.expire_tokens`),
 new boxes require their ``access_token`` for posting measurements (``useAuth``),
 and ``POST /boxes`` ignores ``description`` and ``weblink`` (only ``PUT`` sets
-them).  Failure switches: :attr:`OsemStandin.down`, :attr:`OsemStandin.fail_status`
-and :attr:`OsemStandin.refuse_box_names`.  State lives in memory only.
+them).  Failure switches: :attr:`OsemStandin.down`, :attr:`OsemStandin.fail_status`,
+:attr:`OsemStandin.hang` and :attr:`OsemStandin.refuse_box_names`.  State lives in
+memory only.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from werkzeug.wrappers import Request, Response
 LOCALHOST = "127.0.0.1"
 EXPOSURES = ("indoor", "outdoor", "mobile", "unknown")
 MAX_MEASUREMENTS = 2500
+#: Longest time a request is held while :attr:`OsemStandin.hang` is on.
+HANG_LIMIT = 60.0
 PAGE_SIZE = 25
 JWT_INVALID = "Invalid JWT authorization. Please sign in to obtain new JWT."
 REFRESH_INVALID = (
@@ -139,6 +142,8 @@ class OsemStandin:
         self.calls: list[tuple[str, str]] = []
         self.issued_secrets: set[str] = set()
         self.fail_status: int | None = None
+        self._answering = threading.Event()
+        self._answering.set()
         self.refuse_box_names: set[str] = set()
         self.page_size = PAGE_SIZE
         self.port = 0
@@ -201,6 +206,7 @@ class OsemStandin:
 
     def stop(self) -> None:
         """Stop listening and close the socket: new connections are refused."""
+        self._answering.set()  # let held requests finish
         if self._server is None:
             return
         self._server.shutdown()
@@ -222,6 +228,23 @@ class OsemStandin:
             self.stop()
         else:
             self.start()
+
+    @property
+    def hang(self) -> bool:
+        """Whether requests are accepted but not answered (a blackholed API)."""
+        return not self._answering.is_set()
+
+    @hang.setter
+    def hang(self, value: bool) -> None:
+        """``True`` holds new requests unprocessed; ``False`` answers again.
+
+        A held request is never processed: when released (or after a minute) it gets
+        a 503, as if its connection had dropped.
+        """
+        if value:
+            self._answering.clear()
+        else:
+            self._answering.set()
 
     # ------------------------------------------------------------ test helpers
 
@@ -257,6 +280,12 @@ class OsemStandin:
         request = Request(environ)
         with self._lock:
             self.calls.append((request.method, request.path))
+        if not self._answering.is_set():
+            # A blackhole: the request is never processed, only dropped late.
+            self._answering.wait(HANG_LIMIT)
+            response = self._error(503, "stand-in dropped a held request")
+            return response(environ, start_response)
+        with self._lock:
             response = self._answer(request)
         return response(environ, start_response)
 

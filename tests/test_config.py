@@ -82,6 +82,9 @@ def test_sensemap_environment_fallback(tmp_path, monkeypatch):
         ({"MAX_LIMIT_OF_ROWS": 0}, "CO2LOGSERVER_MAX_LIMIT_OF_ROWS"),
         ({"SQLITE_SYNCHRONOUS": "sometimes"}, "CO2LOGSERVER_SQLITE_SYNCHRONOUS"),
         ({"LOGLEVEL": "LOUD"}, "CO2LOGSERVER_LOGLEVEL"),
+        ({"OSEM_MAX_BACKOFF": 0}, "CO2LOGSERVER_OSEM_MAX_BACKOFF"),
+        ({"RETRY_AFTER": "soon"}, "CO2LOGSERVER_RETRY_AFTER"),
+        ({"SILENT_AFTER": -1}, "CO2LOGSERVER_SILENT_AFTER"),
         ({"OSEM_UPLOAD": True}, "CO2LOGSERVER_OSEM_UPLOAD"),
         (
             {"OSEM_UPLOAD": True, "OSEM_EMAIL": "a@b.c"},

@@ -7,8 +7,10 @@ Nothing of sensemapi is mocked: every test goes over real HTTP to
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import logging
 import re
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,6 +35,16 @@ pytest_plugins = ["tests.osem_standin"]  # the osem_standin fixture
 
 UTC = dt.UTC
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now(monkeypatch) -> None:
+    """Measurement times follow the clock: a box made now must not be newer."""
+    monkeypatch.setattr(
+        sys.modules[__name__], "NOW", dt.datetime.now(UTC).replace(microsecond=0)
+    )
+
+
 ICONS = [
     "osem-moisture",
     "osem-temperature-celsius",
@@ -543,12 +555,7 @@ def test_request_cache_without_cachecontrol_degrades(
     osem_standin: OsemStandin, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Asking for a request cache without CacheControl only logs a warning."""
-    pytest.importorskip("sensemapi")
-    try:
-        import cachecontrol  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    if importlib.util.find_spec("cachecontrol") is not None:
         pytest.skip("CacheControl is installed here")
     with caplog.at_level(logging.WARNING, logger="co2logserver.osem"):
         account = make_account(settings_0_1_2(osem_standin, OSEM_REQUEST_CACHE=True))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,8 @@ from co2logserver.store.columns import DataTable
 log = logging.getLogger(__name__)
 
 EXTENSION = "co2logserver"
+#: Key of the PostgreSQL advisory lock held while creating tables.
+SCHEMA_LOCK = 0x0C02_1065
 
 
 def database_url(value: str) -> str:
@@ -91,6 +94,7 @@ class Store:
         self.dialect = self.engine.dialect.name
         self.data = DataTable(settings["CO2LOGSERVER_DATA_TABLE_NAME"], settings)
         self._schema_ready = False
+        self._schema_lock = threading.Lock()
 
     def init_app(self, app) -> None:
         """Attach to ``app``; the schema is created on first use, not at import."""
@@ -100,7 +104,11 @@ class Store:
         """Create missing tables (never alters the 0.1.2 ``data`` table's rows)."""
         if self._schema_ready:
             return
-        with self._write() as conn:
+        with self._schema_lock, self._write() as conn:
+            if self.dialect == "postgresql":
+                # Workers start together; PostgreSQL's CREATE TABLE is not
+                # "if not exists" across concurrent transactions, so take turns.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
             schema.metadata.create_all(conn)
             self.data.ensure(conn)
         self._schema_ready = True
