@@ -25,7 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         or without the ``CO2LOGSERVER_`` prefix.
     :raise co2logserver.errors.ConfigError: for a configuration that cannot work.
     """
-    from co2logserver import forwarder
+    from co2logserver import forwarder, limits, metrics
     from co2logserver.config import load_config
     from co2logserver.errors import register_error_handlers
     from co2logserver.store import Store
@@ -39,6 +39,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Store(app.config).init_app(app)
     register_error_handlers(app)
     register_blueprints(app)
+    limits.trust_proxies(app)
+    limits.init_app(app)
+    metrics.init_app(app)
     forwarder.init_app(app)
     return app
 

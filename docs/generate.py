@@ -52,7 +52,9 @@ def key_docs(source: str) -> list[tuple[str, str, str]]:
             help_text = comment_above(lines, node.lineno - 1)
         elif isinstance(node, ast.FunctionDef):
             name = node.name
-            default = f"a function ``{name}({', '.join(a.arg for a in node.args.args)})``"
+            default = (
+                f"a function ``{name}({', '.join(a.arg for a in node.args.args)})``"
+            )
             help_text = inspect.cleandoc(ast.get_docstring(node) or "")
         else:
             continue
@@ -64,7 +66,11 @@ def key_docs(source: str) -> list[tuple[str, str, str]]:
 def comment_above(lines: list[str], index: int) -> str:
     """The ``#`` comment block right above line ``index``."""
     block = []
-    while index > 0 and lines[index - 1].startswith("# ") and "----" not in lines[index - 1]:
+    while (
+        index > 0
+        and lines[index - 1].startswith("# ")
+        and "----" not in lines[index - 1]
+    ):
         index -= 1
         block.insert(0, lines[index][2:])
     return " ".join(block)
@@ -81,6 +87,17 @@ def configuration_rst() -> str:
             else f"\n{name}\n{'-' * len(name)}\n\n{help_text}\n\nDefault: {default}\n"
         )
     return "".join(parts)
+
+
+def canonical_usage(help_text: str) -> str:
+    """One spelling of the optional subcommand, whichever click wrote the help.
+
+    click 8.4 writes ``COMMAND`` and 8.5 ``[COMMAND]`` for a group that runs without
+    one; the page must not go stale with the installed click.
+    """
+    return help_text.replace(
+        "[OPTIONS] COMMAND [ARGS]", "[OPTIONS] [COMMAND] [ARGS]", 1
+    )
 
 
 def cli_rst() -> str:
@@ -100,9 +117,14 @@ def cli_rst() -> str:
         ([name], f"python3 -m co2logserver {name}") for name in sorted(main.commands)
     ]
     for args, title in commands:
-        output = runner.invoke(main, [*args, "--help"], prog_name="python3 -m co2logserver").output
+        output = runner.invoke(
+            main, [*args, "--help"], prog_name="python3 -m co2logserver"
+        ).output
+        output = canonical_usage(output)
         body = "\n".join(f"   {line}" if line else "" for line in output.splitlines())
-        parts.append(f"{title}\n{'-' * len(title)}\n\n.. code-block:: text\n\n{body}\n\n")
+        parts.append(
+            f"{title}\n{'-' * len(title)}\n\n.. code-block:: text\n\n{body}\n\n"
+        )
     return "".join(parts)
 
 

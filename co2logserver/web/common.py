@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
+from co2logserver.errors import PayloadTooLarge
 from co2logserver.parsers import decode_content
 from co2logserver.store import Store, get_store
 
@@ -26,4 +27,7 @@ def request_bodies() -> tuple[bytes, bytes]:
     """
     raw = request.get_data(cache=True)
     limit = settings()["CO2LOGSERVER_MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(raw) >= limit:
+        # werkzeug cuts a chunked body at the limit silently: never store a part.
+        raise PayloadTooLarge(f"The request body is larger than {limit} bytes")
     return raw, decode_content(raw, request.headers.get("Content-Encoding"), limit)

@@ -7,7 +7,7 @@ import re
 
 from flask import Blueprint, Response, render_template, request, stream_with_context
 
-from co2logserver import auth, ingest
+from co2logserver import auth, dashboard_data, ingest, limits, metrics
 from co2logserver.errors import NotFound
 from co2logserver.parsers import parse_upload
 from co2logserver.store import queries
@@ -32,12 +32,14 @@ def checksum_matches(payload: bytes, required_key: str) -> dict[str, str | None]
 
 
 @bp.post("/upload")
+@limits.per_address
 def upload():
     """Store rows from a JSON, CSV, form or msgpack body."""
     raw, body = request_bodies()
     matches = checksum_matches(raw, "CO2LOGSERVER_UPLOAD_REQUIRES_AUTH")
     batch = parse_upload(body, request.mimetype)
     saved = ingest.ingest_upload(store(), settings(), batch, matches)
+    metrics.count_rows(saved)
     return {"saved-in-db": saved}
 
 
@@ -63,7 +65,12 @@ def download():
     args = request.args.to_dict()
     args.pop("format", None)
     return render_template(
-        "datapage.html", header=header, rows=list(rows), args=args, query=query
+        "datapage.html",
+        header=header,
+        rows=list(rows),
+        args=args,
+        query=query,
+        chart=dashboard_data.chart_columns(header, columns, config),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from co2logserver import auth, ingest, readback
+from co2logserver import auth, ingest, limits, metrics, readback
 from co2logserver.web import export
 from co2logserver.web.common import request_bodies, settings, store
 
@@ -24,6 +24,7 @@ def decimals() -> int:
 
 
 @bp.put("/v1/sensors/<suid>")
+@limits.per_sensor
 def register(suid: str):
     """Register a sensor; the reply is its new SECRET, shown this once."""
     _raw, body = request_bodies()
@@ -36,7 +37,7 @@ def register(suid: str):
 def post_readings(suid: str, rogue_route: bool) -> Response:
     """Store readings through the authorization table of the OpenSmog API."""
     raw, body = request_bodies()
-    ingest.submit_readings(
+    new = ingest.submit_readings(
         store(),
         settings(),
         suid,
@@ -45,16 +46,19 @@ def post_readings(suid: str, rogue_route: bool) -> Response:
         rogue_route=rogue_route,
         raw_body=raw,
     )
+    metrics.count_readings(new)
     return Response(b"", status=200)
 
 
 @bp.post("/v1/sensors/<suid>/readings")
+@limits.per_sensor
 def readings(suid: str):
     """Verified readings (or rogue ones from a SUID not registered via PUT)."""
     return post_readings(suid, rogue_route=False)
 
 
 @bp.post("/rogue/v1/sensors/<suid>/readings")
+@limits.per_sensor
 def rogue_readings(suid: str):
     """Unverified readings; a secure SUID gets 403 here."""
     return post_readings(suid, rogue_route=True)

@@ -1,0 +1,1 @@
+"""Benchmark machinery used by benchmarks/run.py: servers, load, phases, report."""

@@ -1,0 +1,126 @@
+"""What the benchmark measures: scenarios, the cells they run in, and the targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: (workers, connections) of each ingest cell: one worker behind one connection
+#: (latency), and two workers behind 32 connections (throughput of both cores).
+INGEST_CELLS = ((1, 1), (2, 32))
+#: Read scenarios run where throughput matters; 0.1.2 is compared there.
+READ_CELLS = ((2, 32),)
+STRESS_WORKERS = 2
+STRESS_CONNECTIONS = 64
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One kind of request, with what a reply is worth in rows."""
+
+    name: str
+    title: str
+    group: str  # "ingest", "read" or "export"
+    kind: str = ""  # lua/ingest.lua kind: json, csv, readings, signed
+    rows: int = 1  # rows (readings: observations) in one request
+    rows_per_reply: int = 1  # rows one 2xx reply acknowledges or returns
+    path: str = ""  # read scenarios: path, {suid} filled in
+    ceiling: str = ""  # "flask" (req/s) or "sqlite" (rows/s)
+    table: str = ""  # table whose row count is "rows stored"
+    predecessor: bool = False  # co2logserver 0.1.2 has this route
+
+
+SCENARIOS = (
+    Scenario(
+        "upload-json-1",
+        "POST /upload, JSON, 1 row",
+        "ingest",
+        kind="json",
+        ceiling="flask",
+        table="data",
+        predecessor=True,
+    ),
+    Scenario(
+        "upload-json-100",
+        "POST /upload, JSON, 100 rows",
+        "ingest",
+        kind="json",
+        rows=100,
+        rows_per_reply=100,
+        ceiling="sqlite",
+        table="data",
+        predecessor=True,
+    ),
+    Scenario(
+        "upload-csv-100",
+        "POST /upload, CSV, 100 rows",
+        "ingest",
+        kind="csv",
+        rows=100,
+        rows_per_reply=100,
+        ceiling="sqlite",
+        table="data",
+        predecessor=True,
+    ),
+    Scenario(
+        "rogue-1x3",
+        "POST /rogue/v1/…/readings, 1 observation x 3 readings",
+        "ingest",
+        kind="readings",
+        rows_per_reply=3,
+        ceiling="flask",
+        table="readings",
+    ),
+    Scenario(
+        "signed-1x3",
+        "POST /v1/…/readings with OpenSmogHash, 1 observation x 3 readings",
+        "ingest",
+        kind="signed",
+        rows_per_reply=3,
+        ceiling="flask",
+        table="readings",
+    ),
+    Scenario(
+        "download-json-1000",
+        "GET /download?format=json&number=1000",
+        "read",
+        rows_per_reply=1000,
+        path="/download?format=json&number=1000",
+        predecessor=True,
+    ),
+    Scenario(
+        "readback-10k",
+        "GET /v1/sensors/<SUID>/readings?limit=10000",
+        "read",
+        rows_per_reply=10000,
+        path="/v1/sensors/{suid}/readings?limit=10000",
+    ),
+    Scenario(
+        "export-csv-1m",
+        "GET /download?format=csv, 1,000,000 rows, streamed",
+        "export",
+    ),
+)
+
+BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much data the footprint and read phases ingest and read."""
+
+    legacy_rows: int = 1_000_000
+    reading_sensors: int = 100
+    export_rows: int = 1_000_000
+
+
+FULL_SIZES = Sizes()
+QUICK_SIZES = Sizes(legacy_rows=100_000, reading_sensors=10, export_rows=100_000)
+
+#: Targets of issue 6, checked against every run.
+MIN_FLASK_RATIO = 0.5  # 1-row and 1-observation posts vs bare Flask req/s
+MIN_SQLITE_RATIO = 0.25  # 100-row batches vs raw SQLite rows/s
+MIN_PREDECESSOR_READ_RATIO = 1.5  # JSON download rows/s vs 0.1.2
+MIN_EXPORT_ROWS_PER_S = 200_000
+MAX_EXPORT_GROWTH_MB = 50
+MAX_WORKER_RSS_MB = 100
+MAX_BYTES_PER_READING = 40

@@ -1,0 +1,153 @@
+-- wrk script: every request carries rows no earlier request carried.
+--
+-- Arguments after "--" (key=value): kind=json|csv|readings|signed, rows=<rows or
+-- observations per request>, base=<first UNIX second of this run>, threads=<wrk -t>,
+-- lua_dir=<this directory>, sensors=<file of "SUID SECRET" lines> (signed),
+-- suids=<rogue SUIDs per thread> (readings), nonce=<8 hex digits> (readings).
+-- Timestamps are base + (thread, request, row) so no two rows of a run are equal.
+-- Each thread counts 2xx replies, other replies and acknowledged rows; done()
+-- prints their sums as one line "WRKJSON {...}" that loadgen.py reads.
+
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+local function options(args)
+  local opts = {}
+  for _, arg in ipairs(args) do
+    local key, value = arg:match("^([%w_]+)=(.*)$")
+    if key then opts[key] = value end
+  end
+  return opts
+end
+
+local function read_sensors(path, nthreads)
+  local mine = {}
+  local index = 0
+  for line in io.lines(path) do
+    local suid, secret = line:match("^(%S+)%s+(%S+)$")
+    if suid then
+      if index % nthreads == tid then table.insert(mine, {suid, secret}) end
+      index = index + 1
+    end
+  end
+  return mine
+end
+
+local function rogue_sensors(nonce, count)
+  local mine = {}
+  for k = 1, count do
+    table.insert(mine, {string.format("%s-%04x-4000-8000-%012x", nonce, tid, k), ""})
+  end
+  return mine
+end
+
+function init(args)
+  local opts = options(args)
+  kind = opts.kind
+  rows = tonumber(opts.rows or "1")
+  base = tonumber(opts.base)
+  nthreads = tonumber(opts.threads or "1")
+  sent, ok, bad, acked = 0, 0, 0, 0
+  if kind == "signed" then
+    dofile(opts.lua_dir .. "/sha256.lua")
+    sensors = read_sensors(opts.sensors, nthreads)
+  elseif kind == "readings" then
+    sensors = rogue_sensors(opts.nonce, tonumber(opts.suids or "50"))
+  end
+end
+
+-- Legacy rows: the n-th row of this thread in this run.
+local function legacy_values(n)
+  local t = base + tid * 10000000 + n
+  return t, 400 + t % 600, (t % 300) / 10, 30 + t % 60 + 0.5
+end
+
+local function json_body(first)
+  local times, co2, temp, hum = {}, {}, {}, {}
+  for j = 1, rows do
+    local t, c, te, h = legacy_values(first + j)
+    times[j], co2[j], temp[j], hum[j] = t, c, string.format("%.1f", te), h
+  end
+  return '{"time":[' .. table.concat(times, ",") .. '],"co2":[' .. table.concat(co2, ",")
+    .. '],"temperature":[' .. table.concat(temp, ",") .. '],"humidity":['
+    .. table.concat(hum, ",") .. "]}"
+end
+
+local function csv_body(first)
+  local lines = {"time,co2,temperature,humidity"}
+  for j = 1, rows do
+    local t, c, te, h = legacy_values(first + j)
+    lines[j + 1] = string.format("%d,%d,%.1f,%.1f", t, c, te, h)
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- One sensor's observations: its k-th request starts at second base + k * rows.
+local function readings_body(k)
+  local items = {}
+  for j = 1, rows do
+    local ts = base + k * rows + j
+    items[j] = string.format(
+      '{"timestamp":%d,"readings":{"PM10":%.1f,"PM2_5":%.1f,"TEMP":%.1f}}',
+      ts, 10 + ts % 40, 5 + ts % 20, (ts % 300) / 10)
+  end
+  return "[" .. table.concat(items, ",") .. "]"
+end
+
+local json_headers = {["Content-Type"] = "application/json"}
+local csv_headers = {["Content-Type"] = "text/csv"}
+
+function request()
+  local n = sent
+  sent = sent + 1
+  if kind == "json" then
+    return wrk.format("POST", "/upload", json_headers, json_body(n * rows))
+  elseif kind == "csv" then
+    return wrk.format("POST", "/upload", csv_headers, csv_body(n * rows))
+  end
+  local count = #sensors
+  local sensor = sensors[n % count + 1]
+  local body = readings_body(math.floor(n / count))
+  if kind == "signed" then
+    local headers = {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "OpenSmogHash " .. sha256_hex(body .. sensor[2]),
+    }
+    return wrk.format("POST", "/v1/sensors/" .. sensor[1] .. "/readings", headers, body)
+  end
+  return wrk.format("POST", "/rogue/v1/sensors/" .. sensor[1] .. "/readings",
+    json_headers, body)
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    bad = bad + 1
+    return
+  end
+  ok = ok + 1
+  if kind == "json" or kind == "csv" then
+    acked = acked + (tonumber(body:match('"saved%-in%-db"%s*:%s*(%d+)')) or 0)
+  else
+    acked = acked + rows * 3
+  end
+end
+
+function done(summary, latency, requests)
+  local total = {ok = 0, bad = 0, acked = 0}
+  for _, thread in ipairs(threads) do
+    total.ok = total.ok + thread:get("ok")
+    total.bad = total.bad + thread:get("bad")
+    total.acked = total.acked + thread:get("acked")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"duration_us":%d,"requests":%d,"ok":%d,"non_2xx":%d,"acked":%d,'
+    .. '"socket_errors":%d,"timeouts":%d,"p50_us":%d,"p99_us":%d,"bytes":%d}\n',
+    summary.duration, summary.requests, total.ok, total.bad, total.acked,
+    e.connect + e.read + e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99), summary.bytes))
+end

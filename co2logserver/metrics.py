@@ -1,0 +1,202 @@
+"""Prometheus metrics: requests, stored rows and readings, rejections, rate limits.
+
+Counters live in the process. Under gunicorn each worker is a process of its own, so
+a scrape answered by one worker would show only its share: set the environment
+variable ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory writable by the workers
+*before* gunicorn starts (prometheus_client picks its mode when it is imported), and
+every worker writes its counters there and any worker's ``/metrics`` sums them all.
+Empty the directory when gunicorn restarts. The database gauges (outbox backlog,
+database reachability) are read at scrape time, so they need nothing of the kind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flask import Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from co2logserver.errors import ApiError, StorageUnavailable
+from co2logserver.store import Store, outbox
+
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+WRITE_METHODS = frozenset({"POST", "PUT"})
+
+#: Why a payload was refused, by status: the exception class that answers it.
+REASONS = {
+    **{cls.status: cls.__name__ for cls in ApiError.__subclasses__()},
+    429: "RateLimitExceeded",
+    500: "InternalServerError",
+}
+
+
+#: Times in the outbox status shown as gauges, and what they are.
+TIMESTAMPS = {
+    "last_success_at": "the forwarder's last success (OpenSenseMap)",
+    "last_error_at": "the forwarder's last error (OpenSenseMap)",
+    "oldest_pending_at": "the oldest outbox item still waiting to be sent",
+}
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The process's counters, registered once in their own registry."""
+
+    registry: CollectorRegistry
+    requests: Counter
+    rows: Counter
+    readings: Counter
+    rejected: Counter
+    rate_limited: Counter
+
+
+def make_counters() -> Counters:
+    """Create the counters (once per process: names must be unique in a registry)."""
+    registry = CollectorRegistry()
+    return Counters(
+        registry=registry,
+        requests=Counter(
+            "co2logserver_http_requests",
+            "HTTP requests answered, by endpoint, method and status.",
+            ["endpoint", "method", "status"],
+            registry=registry,
+        ),
+        rows=Counter(
+            "co2logserver_rows_stored",
+            "Legacy /upload rows stored.",
+            registry=registry,
+        ),
+        readings=Counter(
+            "co2logserver_readings_stored",
+            "New OpenSmog readings stored (resent duplicates not counted).",
+            registry=registry,
+        ),
+        rejected=Counter(
+            "co2logserver_payloads_rejected",
+            "POST and PUT requests refused, by endpoint, status and reason.",
+            ["endpoint", "status", "reason"],
+            registry=registry,
+        ),
+        rate_limited=Counter(
+            "co2logserver_rate_limited_requests",
+            "Requests refused by a rate limit (429), by endpoint.",
+            ["endpoint"],
+            registry=registry,
+        ),
+    )
+
+
+_counters: Counters | None = None
+
+
+def counters() -> Counters:
+    """The process's counters, created on first use (never at import)."""
+    global _counters
+    if _counters is None:
+        _counters = make_counters()
+    return _counters
+
+
+def count_rows(count: int) -> None:
+    """Count legacy rows that a committed upload stored."""
+    counters().rows.inc(count)
+
+
+def count_readings(count: int) -> None:
+    """Count new readings that a committed request stored."""
+    counters().readings.inc(count)
+
+
+def count_response(response: Response) -> Response:
+    """``after_request``: count the request, and a refused payload by its reason."""
+    endpoint = request.endpoint or "none"  # unrouted paths share one label
+    method = request.method if request.method in METHODS else "other"
+    status = response.status_code
+    found = counters()
+    found.requests.labels(endpoint, method, str(status)).inc()
+    if method in WRITE_METHODS and status >= 400:
+        reason = REASONS.get(status, f"HTTP{status}")
+        found.rejected.labels(endpoint, str(status), reason).inc()
+    if status == 429:
+        found.rate_limited.labels(endpoint).inc()
+    return response
+
+
+class StoreCollector:
+    """Gauges read from the database at scrape time: reachability and the outbox."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauges; a database that does not answer gives ``up`` 0 only."""
+        up = GaugeMetricFamily(
+            "co2logserver_database_up", "Whether the database answered the scrape."
+        )
+        try:
+            with self.store.reading() as conn:
+                status = outbox.status(conn)
+        except StorageUnavailable:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from outbox_gauges(status)
+
+
+def outbox_gauges(status: dict) -> Iterator[Metric]:
+    """The forwarder's backlog and its last success and error times."""
+    items = GaugeMetricFamily(
+        "co2logserver_outbox_items",
+        "OpenSenseMap outbox items by state (pending or parked for good).",
+        labels=["state"],
+    )
+    items.add_metric(["pending"], status["pending"])
+    items.add_metric(["parked"], status["parked"])
+    yield items
+    for name, what in TIMESTAMPS.items():
+        if status.get(name) is not None:
+            yield GaugeMetricFamily(
+                f"co2logserver_forwarder_{name[:-3]}_timestamp_seconds",
+                f"UNIX time of {what}.",
+                value=status[name],
+            )
+
+
+def multiprocess_dir() -> str | None:
+    """The directory shared by gunicorn workers, when multiprocess mode is on."""
+    return os.environ.get(MULTIPROCESS_VARIABLE) or None
+
+
+def exposition(store: Store) -> bytes:
+    """The metrics in the Prometheus text format, summed over workers if set up."""
+    registry = CollectorRegistry()
+    path = multiprocess_dir()
+    if path:
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry.register(counters().registry)
+    registry.register(StoreCollector(store))
+    return generate_latest(registry)
+
+
+def metrics_response(store: Store) -> Response:
+    """``GET /metrics``."""
+    return Response(exposition(store), content_type=CONTENT_TYPE_LATEST)
+
+
+def init_app(app) -> None:
+    """Count every response of ``app``."""
+    counters()
+    app.after_request(count_response)

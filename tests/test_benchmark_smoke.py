@@ -1,0 +1,58 @@
+"""The benchmark still runs: one scenario, one short cell, a table row comes out.
+
+Speed is not checked here (that is what the benchmark is for); only that the
+documented command works end to end: gunicorn, wrk with its Lua script, the row
+counts and the table.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import in_ci
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def wrk() -> str:
+    """wrk's path; a missing wrk skips locally and fails in CI."""
+    path = shutil.which("wrk")
+    if path is None:
+        if in_ci():
+            pytest.fail("wrk is missing: apt-get install wrk")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+    return path
+
+
+def table_row(output: str, scenario: str) -> list[str]:
+    """The cells of the first result-table row of ``scenario``."""
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == scenario:
+            return cells
+    raise AssertionError(f"no table row for {scenario} in:\n{output}")
+
+
+def test_one_short_cell_prints_a_table_row(wrk, tmp_path):
+    command = [sys.executable, "benchmarks/run.py", "--scenarios", "upload-json-1"]
+    command += ["--cells", "1x1", "--duration", "1", "--repeats", "1"]
+    command += ["--no-ceilings", "--output", str(tmp_path)]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    row = table_row(done.stdout, "upload-json-1")
+    assert row[1:3] == ["co2logserver", "1 x 1"]
+    assert float(row[3].replace(",", "")) > 0  # req/s
+    summary = json.loads((tmp_path / "latest.json").read_text())["summaries"][0]
+    assert summary["non_2xx"] == 0
+    assert summary["stored"] >= summary["acked"] > 0
+    assert (tmp_path / "latest.rst").read_text().startswith("=")

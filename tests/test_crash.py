@@ -1,0 +1,164 @@
+"""Crash safety: SIGKILL the server in the middle of a write load, then restart it.
+
+Every acknowledged upload and reading must be there after the restart, an upload or
+readings request that was not acknowledged is there whole or not at all, and SQLite's
+``PRAGMA integrity_check`` says ``ok``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from tests.appserver import GunicornServer
+
+CLIENTS = 16
+ROWS = 50
+OBSERVATIONS = 20
+ACKED_BEFORE_CRASH = 40
+MAX_WAIT_BEFORE_CRASH = 20.0
+MAX_LOAD = 60.0
+
+
+@dataclass
+class Client:
+    """One writer: what it sent and what was acknowledged."""
+
+    index: int
+    suid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    base: int = field(default_factory=lambda: int(time.time()) - 10**6)
+    sent: int = 0
+    acked: set = field(default_factory=set)
+    statuses: collections.Counter = field(default_factory=collections.Counter)
+
+    def request(self, session: requests.Session, url: str, seq: int):
+        """Send upload or readings number ``seq``."""
+        if self.index % 2 == 0:
+            body = {
+                "client": [self.index] * ROWS,
+                "seq": [seq] * ROWS,
+                "row": list(range(ROWS)),
+            }
+            return session.post(f"{url}/upload", json=body, timeout=30)
+        body = json.dumps(
+            [
+                {"timestamp": self.timestamp(seq, k), "readings": {"PM10": 1.0 * k}}
+                for k in range(OBSERVATIONS)
+            ]
+        ).encode()
+        return session.post(
+            f"{url}/rogue/v1/sensors/{self.suid}/readings", data=body, timeout=30
+        )
+
+    def timestamp(self, seq: int, k: int) -> int:
+        """Timestamp of observation ``k`` of request ``seq``."""
+        return self.base + seq * OBSERVATIONS + k
+
+    def run(self, url: str, stop: threading.Event) -> None:
+        """Write until stopped or the server is gone."""
+        session = requests.Session()
+        deadline = time.monotonic() + MAX_LOAD
+        while not stop.is_set() and time.monotonic() < deadline:
+            seq = self.sent
+            self.sent += 1
+            try:
+                reply = self.request(session, url, seq)
+            except requests.RequestException:
+                return  # the server died: this request is unacknowledged
+            self.statuses[reply.status_code] += 1
+            if reply.status_code == 200:
+                self.acked.add(seq)
+
+
+def uploads_by_seq(db: sqlite3.Connection) -> dict[tuple[int, int], int]:
+    """How many rows each (client, seq) upload has in the data table."""
+    rows = db.execute(
+        "SELECT client, seq, count(*) FROM data "
+        "WHERE client IS NOT NULL GROUP BY client, seq"
+    )
+    return {(client, seq): count for client, seq, count in rows}
+
+
+def readings_by_suid(db: sqlite3.Connection) -> dict[str, set[int]]:
+    """The stored timestamps of every SUID."""
+    found: dict[str, set[int]] = collections.defaultdict(set)
+    for suid, ts in db.execute(
+        "SELECT r.suid, d.ts FROM readings d "
+        "JOIN registrations r ON r.id = d.registration_id"
+    ):
+        found[suid].add(ts)
+    return found
+
+
+def check_uploads(clients: list[Client], stored: dict) -> None:
+    """Acknowledged uploads are whole; others are whole or absent; nothing else."""
+    for (index, seq), rows in stored.items():
+        assert rows == ROWS, f"upload {index}/{seq} is half-stored: {rows} rows"
+        assert seq < clients[index].sent, f"upload {index}/{seq} was never sent"
+    for client in clients[::2]:
+        missing = [seq for seq in client.acked if (client.index, seq) not in stored]
+        assert not missing, f"acknowledged uploads lost: {client.index} {missing}"
+
+
+def check_readings(clients: list[Client], stored: dict) -> None:
+    """The same for readings requests: all of their observations or none."""
+    for client in clients[1::2]:
+        timestamps = stored.get(client.suid, set())
+        for seq in range(client.sent):
+            wanted = {client.timestamp(seq, k) for k in range(OBSERVATIONS)}
+            present = wanted & timestamps
+            assert present in (set(), wanted), f"request {seq} is half-stored"
+            if seq in client.acked:
+                assert present == wanted, f"acknowledged readings {seq} lost"
+        assert len(timestamps) == len(timestamps & {
+            client.timestamp(seq, k)
+            for seq in range(client.sent)
+            for k in range(OBSERVATIONS)
+        })  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sigkill_during_writes_loses_no_acknowledged_row(tmp_path):
+    db_path = tmp_path / "co2.sqlite"
+    settings = {"DB": str(db_path), "RATELIMIT_ENABLED": "False"}
+    clients = [Client(i) for i in range(CLIENTS)]
+    stop = threading.Event()
+    server = GunicornServer(tmp_path, settings, workers=2)
+    server.start()
+    threads = [threading.Thread(target=c.run, args=(server.url, stop)) for c in clients]
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + MAX_WAIT_BEFORE_CRASH
+        while time.monotonic() < deadline:  # crash once the load is in full swing
+            if sum(len(c.acked) for c in clients) >= ACKED_BEFORE_CRASH:
+                break
+            time.sleep(0.1)
+        server.crash()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        server.stop()
+    assert sum(len(c.acked) for c in clients) >= ACKED_BEFORE_CRASH  # load ran
+    statuses = sum((c.statuses for c in clients), collections.Counter())
+    assert set(statuses) == {200}, statuses
+
+    with GunicornServer(tmp_path, settings, workers=2) as restarted:
+        reply = requests.post(
+            restarted.url + "/upload", json={"after_restart": [1]}, timeout=30
+        )
+        assert reply.json() == {"saved-in-db": 1}
+
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        check_uploads(clients, uploads_by_seq(db))
+        check_readings(clients, readings_by_suid(db))
