@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +21,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from co2logserver.errors import StorageUnavailable
-from co2logserver.store import schema
+from co2logserver.store import schema, writer_lock
 from co2logserver.store.columns import DataTable
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,24 @@ def database_url(value: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def enable_wal(cursor, timeout: float) -> None:
+    """Put the database in WAL mode (kept in the file, so it is switched once).
+
+    Switching needs the database to itself, and SQLite answers "database is locked"
+    at once, without its busy handler, to workers that connect to a new file at the
+    same moment; so they retry until ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     """An SQLite engine with WAL, a busy timeout and explicit transactions."""
     engine = create_engine(
@@ -50,6 +70,7 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
         },
     )
     synchronous = settings["CO2LOGSERVER_SQLITE_SYNCHRONOUS"]
+    busy_timeout = settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"]
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection, _record):
@@ -57,15 +78,21 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
         # write lock up front (pysqlite would defer it to the first INSERT).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        enable_wal(cursor, busy_timeout)
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def begin(connection):
+        # On the driver connection: a full SQLAlchemy execution per request costs
+        # more than the BEGIN itself.
         immediate = connection.get_execution_options().get("write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        driver = connection.connection.driver_connection
+        driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    database = make_url(url).database
+    if database and database != ":memory:":
+        writer_lock.install(engine, database)
     return engine
 
 
@@ -92,6 +119,15 @@ class Store:
         else:
             self.engine = postgres_engine(self.url)
         self.dialect = self.engine.dialect.name
+        dbapi = self.engine.dialect.loaded_dbapi
+        #: What the database is down or locked looks like, from SQLAlchemy or from
+        #: the driver's cursor (the hot paths run statements on it directly).
+        self.outage_errors = (
+            exc.OperationalError,
+            exc.InterfaceError,
+            dbapi.OperationalError,
+            dbapi.InterfaceError,
+        )
         self.data = DataTable(settings["CO2LOGSERVER_DATA_TABLE_NAME"], settings)
         self._schema_ready = False
         self._schema_lock = threading.Lock()
@@ -137,9 +173,9 @@ class Store:
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(write=True)
-                with conn.begin():
+                with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
-        except (exc.OperationalError, exc.InterfaceError) as error:
+        except self.outage_errors as error:
             raise self.unavailable(error) from error
         except exc.DBAPIError as error:
             if error.connection_invalidated:
@@ -156,7 +192,7 @@ class Store:
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
-        except (exc.OperationalError, exc.InterfaceError) as error:
+        except self.outage_errors as error:
             raise self.unavailable(error) from error
 
     def ping(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, inspect, types
 
 from co2logserver.errors import BadRequest
-from co2logserver.store.prepared import placeholders
+from co2logserver.store.prepared import driver_execute_many, placeholders
 
 INT64 = 2**63
 
@@ -235,7 +235,7 @@ class DataTable:
             if columns
             else repeat(tuple(constants), batch.length)
         )
-        conn.exec_driver_sql(self.insert_sql(conn, actual), params)
+        driver_execute_many(conn, self.insert_sql(conn, actual), params)
         return len(params)
 
     def insert_sql(self, conn: Connection, columns: tuple[str, ...]) -> str:

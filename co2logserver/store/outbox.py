@@ -60,7 +60,7 @@ def enqueue(conn: Connection, kind: str, items: Iterable[tuple[str, Any]]) -> in
         for box, payload in items
     ]
     if rows:
-        ENQUEUE.run(conn, rows)
+        ENQUEUE.execute_many(conn, rows)
     return len(rows)
 
 

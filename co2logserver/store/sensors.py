@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 
-from co2logserver.store.prepared import Prepared, placeholders
+from co2logserver.store.prepared import Prepared, driver_rows, placeholders
 from co2logserver.store.schema import readings, registrations, sensors
 
 #: ``(ts, type code, value)`` of one reading.
@@ -60,7 +60,7 @@ def forget_old_secrets(conn: Connection, suid: str, registration_id: int) -> Non
 
 def get_sensor(conn: Connection, suid: str) -> Row | None:
     """The sensor row (without any SECRET), or ``None``."""
-    return SENSOR_BY_SUID.run(conn, {"suid": suid}).first()
+    return SENSOR_BY_SUID.first(conn, {"suid": suid})
 
 
 def new_registration(
@@ -129,7 +129,7 @@ def insert_readings(
         params = [
             p for ts, kind, value in chunk for p in (registration_id, ts, kind, value)
         ]
-        new += [tuple(r) for r in conn.exec_driver_sql(sql, tuple(params))]
+        new += driver_rows(conn, sql, params)
     return new
 
 
@@ -165,7 +165,7 @@ def count_new_readings(
     if not keys:
         return
     times = [ts for ts, _ in keys]
-    COUNT_NEW.run(
+    COUNT_NEW.execute(
         conn, {"key": suid, "n": len(keys), "first": min(times), "last": max(times)}
     )
 
