@@ -126,9 +126,18 @@ def check_readings(clients: list[Client], stored: dict) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_during_writes_loses_no_acknowledged_row(tmp_path):
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+def test_sigkill_during_writes_loses_no_acknowledged_row(tmp_path, synchronous):
+    """A killed server loses nothing it acknowledged, with either synchronous mode.
+
+    (``NORMAL`` gives up only power-loss safety, which no test here can cut.)
+    """
     db_path = tmp_path / "co2.sqlite"
-    settings = {"DB": str(db_path), "RATELIMIT_ENABLED": "False"}
+    settings = {
+        "DB": str(db_path),
+        "RATELIMIT_ENABLED": "False",
+        "SQLITE_SYNCHRONOUS": synchronous,
+    }
     clients = [Client(i) for i in range(CLIENTS)]
     stop = threading.Event()
     server = GunicornServer(tmp_path, settings, workers=2)

@@ -14,7 +14,8 @@ Nothing run here passes through SQLAlchemy's statement or parameter logging.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from sqlalchemy import Boolean, Connection
@@ -78,12 +79,9 @@ class Prepared:
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first row of a SELECT (attribute access by column name), or ``None``."""
         compiled = self.compiled(conn)
-        cursor = conn.connection.cursor()
-        try:
+        with driver_cursor(conn) as cursor:
             cursor.execute(compiled.sql, self._arguments(compiled, params))
             values = cursor.fetchone()
-        finally:
-            cursor.close()
         if values is None or compiled.row is None:
             return values
         return compiled.row(values)
@@ -91,44 +89,42 @@ class Prepared:
     def execute(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run a statement once; returns the driver's row count."""
         compiled = self.compiled(conn)
-        cursor = conn.connection.cursor()
-        try:
+        with driver_cursor(conn) as cursor:
             cursor.execute(compiled.sql, self._arguments(compiled, params))
             return cursor.rowcount
-        finally:
-            cursor.close()
 
     def execute_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run a statement for each parameter mapping (the driver's executemany)."""
         compiled = self.compiled(conn)
-        cursor = conn.connection.cursor()
-        try:
+        with driver_cursor(conn) as cursor:
             cursor.executemany(
                 compiled.sql, [self._arguments(compiled, row) for row in rows]
             )
-        finally:
-            cursor.close()
+
+
+@contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """A DB-API cursor in the connection's current transaction, closed afterwards."""
+    cursor = conn.connection.cursor()
+    try:
+        yield cursor
+    finally:
+        cursor.close()
 
 
 def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple]:
     """Run driver SQL with positional parameters; return its rows (or ``[]``)."""
-    cursor = conn.connection.cursor()
-    try:
+    with driver_cursor(conn) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
-    finally:
-        cursor.close()
 
 
 def driver_execute_many(
     conn: Connection, sql: str, rows: Sequence[Sequence[Any]]
 ) -> None:
     """The driver's executemany of SQL with positional parameters."""
-    cursor = conn.connection.cursor()
-    try:
+    with driver_cursor(conn) as cursor:
         cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
 
 
 def placeholders(conn: Connection, count: int) -> str:

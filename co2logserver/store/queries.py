@@ -18,6 +18,7 @@ from co2logserver.errors import BadRequest
 from co2logserver.parsers import coerce_number
 from co2logserver.store import Store
 from co2logserver.store.columns import Columns
+from co2logserver.store.prepared import driver_cursor
 from co2logserver.utils import utc_datetime_from_unix_timestamp
 
 FORMATS = ("html", "csv", "json")
@@ -168,13 +169,10 @@ def fetch_chunks(
         return
     compiled = statement.compile(dialect=conn.dialect)
     params = compiled.construct_params()
-    cursor = conn.connection.cursor()
-    try:
+    with driver_cursor(conn) as cursor:
         cursor.execute(compiled.string, [params[k] for k in compiled.positiontup])
         while chunk := cursor.fetchmany(size):
             yield chunk
-    finally:
-        cursor.close()
 
 
 def summary(store: Store) -> dict[str, Any]:

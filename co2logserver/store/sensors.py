@@ -18,7 +18,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 
-from co2logserver.store.prepared import Prepared, driver_rows, placeholders
+from co2logserver.store.prepared import (
+    Prepared,
+    driver_cursor,
+    driver_rows,
+    placeholders,
+)
 from co2logserver.store.schema import readings, registrations, sensors
 
 #: ``(ts, type code, value)`` of one reading.
@@ -33,12 +38,9 @@ def quiet(conn: Connection, sql: str, params: tuple) -> tuple | None:
 
     SECRETs go only through here, so no log level ever shows one.
     """
-    cursor = conn.connection.cursor()
-    try:
+    with driver_cursor(conn) as cursor:
         cursor.execute(sql.replace("?", placeholders(conn, 1)), params)
         return cursor.fetchone() if cursor.description else None
-    finally:
-        cursor.close()
 
 
 def registration_secret(conn: Connection, registration_id: int) -> str | None:
