@@ -21,8 +21,15 @@ from co2logserver.errors import BadRequest, PayloadTooLarge, UnsupportedMediaTyp
 
 Row = dict[str, Any]
 
-INTEGER = re.compile(r"[+-]?\d+")
-DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+INTEGER_TEXT = r"[+-]?\d+"
+#: Plain decimal notation, written so that a text matches it in one way only.
+DECIMAL_TEXT = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+INTEGER = re.compile(INTEGER_TEXT)
+DECIMAL = re.compile(DECIMAL_TEXT)
+#: A column's cells joined by newlines: all integers, or all numbers. Possessive,
+#: so a column that does not match fails in linear time.
+INTEGER_LINES = re.compile(rf"(?:{INTEGER_TEXT}\n)*+{INTEGER_TEXT}")
+NUMBER_LINES = re.compile(rf"(?:{DECIMAL_TEXT}\n)*+{DECIMAL_TEXT}")
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack")
 
@@ -67,6 +74,22 @@ def coerce_number(text: str) -> Any:
     if DECIMAL.fullmatch(text):
         return float(text)
     return text
+
+
+def coerce_column(cells: list[str]) -> list[Any]:
+    """:func:`coerce_number` for every cell of a column; empty cells become ``None``.
+
+    A column of sensor data is nearly always all numbers: one regex over the whole
+    column decides that, instead of one or two per cell. (A quoted cell may hold a
+    newline, so the line count must match the cell count.)
+    """
+    joined = "\n".join(cells)
+    if joined.count("\n") == len(cells) - 1:
+        if INTEGER_LINES.fullmatch(joined):
+            return list(map(int, cells))
+        if NUMBER_LINES.fullmatch(joined):
+            return [int(c) if c.lstrip("+-").isdigit() else float(c) for c in cells]
+    return [coerce_number(c) if c != "" else None for c in cells]
 
 
 @dataclass
@@ -164,8 +187,7 @@ def parse_csv(body: bytes) -> Batch:
         header = next(reader, None)
         if not header:
             raise BadRequest("The CSV body needs a header line, e.g. time,co2")
-        columns: list[list[Any]] = [[] for _ in header]
-        length = 0
+        rows: list[list[str]] = []
         for line, cells in enumerate(reader, start=2):
             if not cells:
                 continue
@@ -175,14 +197,16 @@ def parse_csv(body: bytes) -> Batch:
                     f"but the header names {len(header)} columns"
                 )
             cells += [""] * (len(header) - len(cells))
-            for values, cell in zip(columns, cells, strict=True):
-                values.append(coerce_number(cell) if cell != "" else None)
-            length += 1
+            rows.append(cells)
     except csv.Error as error:
         raise BadRequest(f"The CSV body cannot be read: {error}") from None
+    columns = zip(*rows, strict=True) if rows else ([] for _ in header)
     return Batch(
-        {name.strip(): values for name, values in zip(header, columns, strict=True)},
-        length,
+        {
+            name.strip(): coerce_column(list(cells))
+            for name, cells in zip(header, columns, strict=True)
+        },
+        len(rows),
     )
 
 

@@ -6,9 +6,16 @@ import gzip
 
 import msgpack
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from co2logserver.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from co2logserver.parsers import coerce_number, decode_content, parse_upload
+from co2logserver.parsers import (
+    coerce_column,
+    coerce_number,
+    decode_content,
+    parse_upload,
+)
 
 TWO_ROWS = [{"time_utc": 43, "co2": 1223}, {"time_utc": 23, "co2": 2351}]
 
@@ -34,6 +41,30 @@ TWO_ROWS = [{"time_utc": 43, "co2": 1223}, {"time_utc": 23, "co2": 2351}]
 def test_coerce_number(text, value):
     assert coerce_number(text) == value
     assert type(coerce_number(text)) is type(value)
+
+
+def cell_by_cell(cells: list[str]) -> list:
+    """What a column's cells become one at a time."""
+    return [coerce_number(c) if c != "" else None for c in cells]
+
+
+NUMBERISH = st.text(alphabet="0123456789+-.eE \n_a٣", max_size=8)
+
+
+@given(st.lists(NUMBERISH, max_size=12))
+def test_a_column_is_coerced_as_its_cells_one_by_one(cells):
+    """The whole-column fast path never reads a cell otherwise than coerce_number."""
+    column = coerce_column(list(cells))
+    assert column == cell_by_cell(cells)
+    assert list(map(type, column)) == list(map(type, cell_by_cell(cells)))
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [["1", "2", "-3"], ["1", "2.5", "+.5", "1e3"], ["1", "", "3"], ["1\n2", "3"]],
+)
+def test_column_coercion_cases(cells):
+    assert coerce_column(list(cells)) == cell_by_cell(cells)
 
 
 @pytest.mark.parametrize(
