@@ -493,11 +493,12 @@ def install_process_hooks() -> None:
     """Register the fork and exit handlers once per process."""
     if _HOOKS_INSTALLED[0]:
         return
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
+    if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
     atexit.register(_stop_all)
     _HOOKS_INSTALLED[0] = True
 

@@ -47,3 +47,12 @@ def test_a_database_without_a_writable_directory_still_takes_uploads(
     client = build_app({"DB": str(database)}).test_client()
     assert client.post("/upload", json={"co2": [2]}).status_code == 200
     assert len(client.get("/download?format=json").get_json()) == 2
+
+
+def test_without_flock_writers_queue_in_sqlite_alone(monkeypatch, tmp_path, build_app):
+    """Where the platform has no flock (Windows), no lock file, and uploads work."""
+    monkeypatch.setattr(writer_lock, "fcntl", None)
+    database = tmp_path / "co2.sqlite"
+    client = build_app({"DB": str(database)}).test_client()
+    assert client.post("/upload", json={"co2": [1, 2]}).get_json() == {"saved-in-db": 2}
+    assert not os.path.exists(writer_lock.lock_path(str(database)))

@@ -10,17 +10,22 @@ the kernel hand the turn to the next writer at once.
 The lock only orders writers; SQLite's own locking still keeps them correct, so a
 file that cannot be opened (a read-only directory) or a process that writes without
 it (the ``sqlite3`` shell) only costs speed. A process that dies releases its lock.
+Where there is no ``flock`` (Windows), writers queue in SQLite alone.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, event
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,8 @@ def install(engine: Engine, database: str) -> None:
     ``flock`` locks belong to an open file description, so each connection (each
     thread of a threaded server) must open the file itself to queue with the others.
     """
+    if fcntl is None:
+        return
     path = lock_path(database)
 
     @event.listens_for(engine, "connect")
