@@ -50,6 +50,7 @@ POSITIVE_INTEGER_KEYS = (
 
 
 POSITIVE_NUMBER_KEYS = (
+    "REPLAY_WINDOW",
     "SQLITE_BUSY_TIMEOUT",
     "RETRY_AFTER",
     "OSEM_MAX_BACKOFF",
@@ -132,6 +133,7 @@ def validate(config: dict) -> None:
         check_positive_number(config, key)
     check_choice(config, "SQLITE_SYNCHRONOUS", ("OFF", "NORMAL", "FULL", "EXTRA"))
     check_loglevel(config)
+    check_reregistration(config)
     for key in ("AUTH_CHECKER", "TIME_CONVERTER", "ACCEPT_NEW_COLUMN"):
         if not callable(config[PREFIX + key]):
             raise ConfigError(f"{PREFIX}{key} must be a function")
@@ -191,6 +193,19 @@ def check_choice(config: dict, key: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{PREFIX}{key} must be one of {', '.join(choices)}")
     config[PREFIX + key] = value
+
+
+def check_reregistration(config: dict) -> None:
+    """Accept exactly ``"signed"``, ``True`` or ``False``."""
+    key = PREFIX + "ALLOW_REREGISTRATION"
+    value = config[key]
+    if isinstance(value, str) and value.lower() == "signed":
+        config[key] = "signed"
+    elif value is not True and value is not False:
+        raise ConfigError(
+            f'{key} must be "signed" (the default), True (unsafe) or False, '
+            f"not {value!r}"
+        )
 
 
 def check_loglevel(config: dict) -> None:

@@ -154,8 +154,18 @@ CO2LOGSERVER_MAX_OBSERVATIONS = 1000
 # Seconds a reading's timestamp may lie in the future (sensor clocks drift).
 CO2LOGSERVER_MAX_CLOCK_SKEW = 86400
 
-# Whether a second ``PUT /v1/sensors/<SUID>`` issues a new SECRET (True) or is a 409.
-CO2LOGSERVER_ALLOW_REREGISTRATION = True
+# Who may send a second ``PUT /v1/sensors/<SUID>`` for a sensor registered secure.
+# SUIDs are public, so the default ``"signed"`` asks for the PUT to be signed with the
+# current SECRET (``Authorization: OpenSmogHash <sha256(body + SECRET)>``: the device
+# rotating its own SECRET); an unsigned or wrongly signed one is a 409 that says how to
+# recover (``reset-sensor``). ``True`` lets anyone re-register any sensor and lock the
+# real device out -- unsafe, kept only for closed networks; ``False`` refuses every
+# second PUT.
+CO2LOGSERVER_ALLOW_REREGISTRATION = "signed"
+
+# Seconds an OpenSmogHash2 ``ts`` may differ from the server's clock (``ts=0``, a
+# device without a clock, is exempt; its ``seq`` alone stops replays).
+CO2LOGSERVER_REPLAY_WINDOW = 300
 
 # Decimal places of a degree that public responses show of a sensor location
 # (2 is about 1 km).

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from co2logserver import auth
+from co2logserver import auth, replay
 from co2logserver.errors import (
     ApiError,
     BadOpenSmogHash,
@@ -258,18 +258,48 @@ def check_reading(name: Any, value: Any) -> str | None:
     return None
 
 
-def check_observation(item: Any, latest: float) -> tuple[Observation | None, list]:
+def check_age(value: Any) -> str | None:
+    """Return why an ``age`` (seconds before receipt) is refused, or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"age must be a number of seconds, not {short_repr(value)}"
+    if not math.isfinite(value) or value < 0:
+        return f"age must be a non-negative number of seconds, not {value!r}"
+    return None
+
+
+def observation_time(item: dict, now: float, latest: float) -> tuple[int, list]:
+    """The observation's UNIX second from exactly one of ``timestamp`` and ``age``.
+
+    ``age`` lets a device without a clock send what it buffered: it was measured
+    that many seconds before the server received the request.
+    """
+    if ("timestamp" in item) == ("age" in item):
+        return 0, ["give exactly one of timestamp (UNIX seconds) or age (seconds ago)"]
+    if "age" in item:
+        problem = check_age(item["age"])
+        if problem:
+            return 0, [problem]
+        timestamp = int(now - item["age"])
+        if timestamp < EARLIEST_TIMESTAMP:
+            return 0, [f"age {item['age']!r} puts the reading before 2000-01-01"]
+        return timestamp, []
+    problem = check_timestamp(item["timestamp"], latest)
+    return (0, [problem]) if problem else (int(item["timestamp"]), [])
+
+
+def check_observation(
+    item: Any, now: float, latest: float
+) -> tuple[Observation | None, list]:
     """Check one observation; return it or the list of its problems."""
     if not isinstance(item, dict):
-        return None, ["must be an object with timestamp and readings"]
+        return None, ["must be an object with timestamp (or age) and readings"]
     problems = [
         f"unexpected key {short_repr(key)}"
         for key in item
-        if key not in ("timestamp", "readings")
+        if key not in ("timestamp", "age", "readings")
     ]
-    problem = check_timestamp(item.get("timestamp"), latest)
-    if problem:
-        problems.append(problem)
+    timestamp, time_problems = observation_time(item, now, latest)
+    problems += time_problems
     values = item.get("readings")
     if not isinstance(values, dict) or not values:
         problems.append("readings must be an object with at least one reading")
@@ -278,7 +308,7 @@ def check_observation(item: Any, latest: float) -> tuple[Observation | None, lis
     if problems:
         return None, problems
     readings = {READING_TYPES[k][0]: float(v) for k, v in values.items()}
-    return Observation(int(item["timestamp"]), readings), []
+    return Observation(timestamp, readings), []
 
 
 def check_observations(document: Any, settings: Mapping, now: float) -> list:
@@ -301,7 +331,7 @@ def check_observations(document: Any, settings: Mapping, now: float) -> list:
     latest = now + settings["CO2LOGSERVER_MAX_CLOCK_SKEW"]
     observations, errors = [], []
     for index, item in enumerate(document):
-        observation, problems = check_observation(item, latest)
+        observation, problems = check_observation(item, now, latest)
         errors += [f"observation {index}: {problem}" for problem in problems]
         if observation:
             observations.append(observation)
@@ -346,12 +376,16 @@ def submit_readings(
     observations, payload_error = checked_payload(body, settings, now)
     with store.transaction() as conn:
         sensor = sensor_sql.get_sensor(conn, suid)
-        secure = bool(sensor and sensor.secure)
-        if secure:
-            secret = sensor_sql.registration_secret(conn, sensor.registration_id)
-            check_secure_access(secret, authorization, raw_body or body, rogue_route)
+        fresh = True
+        if sensor and sensor.secure:
+            fresh = check_secure_access(
+                conn, sensor.registration_id, settings, authorization,
+                raw_body or body, rogue_route, now,
+            )  # fmt: skip
         if payload_error:
             raise payload_error
+        if not fresh:  # an OpenSmogHash2 retry of an accepted request
+            return 0
         if sensor is None:
             registration = register_rogue(conn, suid, int(now))
         else:
@@ -368,8 +402,20 @@ def submit_readings(
     return len(new)
 
 
-def check_secure_access(secret, authorization, signed: bytes, rogue_route: bool):
-    """A secure sensor's data comes only through the verified path with its hash."""
+def check_secure_access(
+    conn,
+    registration: int,
+    settings: Mapping,
+    authorization: str | None,
+    signed: bytes,
+    rogue_route: bool,
+    now: float,
+) -> bool:
+    """A secure sensor's data comes only through the verified path with its hash.
+
+    Returns ``False`` for an OpenSmogHash2 retry of a request already accepted
+    (answered 200, stores nothing).
+    """
     if rogue_route:
         raise Forbidden(
             "This sensor is registered as secure; post its readings to "
@@ -378,13 +424,66 @@ def check_secure_access(secret, authorization, signed: bytes, rogue_route: bool)
     if authorization is None:
         raise Forbidden(
             "This sensor is registered as secure: send "
-            "Authorization: OpenSmogHash <sha256(body + SECRET)>"
+            "Authorization: OpenSmogHash2 ts=<unix seconds>,seq=<counter>,"
+            "hash=<sha256(ts:seq: + body + SECRET)> (or OpenSmogHash "
+            "<sha256(body + SECRET)>)"
+        )
+    secret = sensor_sql.registration_secret(conn, registration)
+    if replay.is_v2(authorization):
+        return check_replay_safe(
+            conn, registration, settings, authorization, signed, secret, now
+        )
+    if sensor_sql.signed_window(conn, registration):
+        raise BadOpenSmogHash(
+            "This registration has signed with OpenSmogHash2; plain OpenSmogHash is "
+            "refused for it (a downgrade would allow replays)"
         )
     if not auth.opensmog_hash_matches(authorization, signed, secret):
         raise BadOpenSmogHash(
-            "The OpenSmogHash does not match: send sha256 of the exact body bytes with "
-            "the SECRET (64 hex characters) appended, as hex"
+            "The OpenSmogHash does not match: send sha256 of the exact body bytes as "
+            "sent (compressed, if gzip) with the SECRET (64 hex characters) appended, "
+            "as hex"
         )
+    return True
+
+
+def check_replay_safe(
+    conn, registration: int, settings, authorization, signed, secret, now
+) -> bool:
+    """Apply OpenSmogHash2 (SPEC §11): the hash, the clock and the ``seq`` window."""
+    signature = replay.parse(authorization)
+    if signature is None:
+        raise BadOpenSmogHash(
+            "Malformed OpenSmogHash2: send OpenSmogHash2 ts=<unix seconds or 0>,"
+            "seq=<counter>,hash=<64 hex characters>"
+        )
+    if not replay.signs(signature, signed, secret):
+        raise BadOpenSmogHash(
+            'The OpenSmogHash2 does not match: send sha256 of f"{ts}:{seq}:" + the '
+            "exact body bytes as sent + the SECRET, as hex"
+        )
+    problem = replay.clock_problem(
+        signature.ts, now, settings["CO2LOGSERVER_REPLAY_WINDOW"]
+    )
+    if problem:
+        raise BadOpenSmogHash(problem)
+    window = sensor_sql.signed_window(conn, registration)
+    verdict = replay.judge(signature.seq, signature.digest, window)
+    if verdict is replay.Verdict.ACCEPT:
+        first = sensor_sql.remember_seq(
+            conn, registration, signature.seq, signature.digest,
+            replay.forgotten_below(window, signature.seq),
+        )  # fmt: skip
+        if first is None:
+            return True
+        verdict = replay.judge(signature.seq, signature.digest, {signature.seq: first})
+    if verdict is replay.Verdict.RETRY:
+        return False
+    highest = max(window or {signature.seq: ""})
+    raise BadOpenSmogHash(
+        f"seq={signature.seq} was used before or lies below the window (highest "
+        f"accepted seq {highest}, window {replay.WINDOW}); send a higher seq"
+    )
 
 
 def register_rogue(conn, suid: str, now: int) -> int:
@@ -480,14 +579,23 @@ def check_metadata(body: bytes, settings: Mapping) -> dict[str, Any]:
     }
 
 
-def register_sensor(store: Store, settings: Mapping, suid: str, body: bytes) -> str:
+def register_sensor(
+    store: Store,
+    settings: Mapping,
+    suid: str,
+    body: bytes,
+    authorization: str | None = None,
+    raw_body: bytes | None = None,
+) -> str:
     """Register (or re-register) a sensor as secure; return its new SECRET.
 
     The SECRET is returned once and never logged. A new registration ends the old
     one at once: its SECRET stops working, its readings keep their registration.
+    SUIDs are public, so by default (``"signed"``) only the holder of the current
+    SECRET may re-register a secure sensor: an unsigned PUT cannot take it over.
 
     :raise BadRequest: 400 for a bad SUID or metadata.
-    :raise Conflict: 409 when re-registration is off and the sensor is registered.
+    :raise Conflict: 409 when re-registration is refused.
     :raise StorageUnavailable: 503 when the database is down.
     """
     suid = auth.parse_suid(suid)
@@ -496,14 +604,9 @@ def register_sensor(store: Store, settings: Mapping, suid: str, body: bytes) -> 
     now = int(time.time())
     with store.transaction() as conn:
         sensor = sensor_sql.get_sensor(conn, suid)
-        if (
-            sensor
-            and sensor.secure
-            and not settings["CO2LOGSERVER_ALLOW_REREGISTRATION"]
-        ):
-            raise Conflict(
-                "This sensor is already registered and re-registration is off; "
-                "ask the operator to reset it (python3 -m co2logserver reset-sensor)"
+        if sensor and sensor.secure:
+            check_reregistration(
+                conn, sensor.registration_id, settings, authorization, raw_body or body
             )
         registration = sensor_sql.new_registration(conn, suid, True, secret, now)
         sensor_sql.forget_old_secrets(conn, suid, registration)
@@ -511,6 +614,41 @@ def register_sensor(store: Store, settings: Mapping, suid: str, body: bytes) -> 
             conn, suid, registration, True, metadata, now, exists=sensor is not None
         )
     return secret
+
+
+RECOVERY = (
+    "the operator can reset it (python3 -m co2logserver reset-sensor <SUID>), after "
+    "which an unsigned PUT registers it again"
+)
+
+
+def check_reregistration(
+    conn, registration: int, settings: Mapping, authorization, signed: bytes
+) -> None:
+    """Apply ``CO2LOGSERVER_ALLOW_REREGISTRATION`` to a PUT for a secure sensor.
+
+    :raise Conflict: 409 saying how to recover.
+    """
+    policy = settings["CO2LOGSERVER_ALLOW_REREGISTRATION"]
+    if policy is True:
+        return
+    if policy is False:
+        raise Conflict(
+            "This sensor is already registered and re-registration is off; " + RECOVERY
+        )
+    if authorization is None:
+        raise Conflict(
+            "This sensor is registered as secure: sign the PUT with its current SECRET "
+            "(Authorization: OpenSmogHash <sha256(body + SECRET)>) to rotate the "
+            "SECRET; if the SECRET is lost, " + RECOVERY
+        )
+    secret = sensor_sql.registration_secret(conn, registration)
+    if not auth.opensmog_hash_matches(authorization, signed, secret):
+        raise Conflict(
+            "The OpenSmogHash of this PUT does not match the sensor's current SECRET "
+            "(sha256 of the exact body bytes + SECRET); if the SECRET is lost, "
+            + RECOVERY
+        )
 
 
 def reset_sensor(store: Store, suid: str) -> bool:

@@ -107,9 +107,15 @@ class SensorActions:
         """A fresh SUID."""
         return str(uuid.uuid4())
 
-    def register(self, suid: str, metadata: dict | None = None) -> str:
-        """PUT the sensor; return the SECRET."""
-        response = self.client.put(f"/v1/sensors/{suid}", json=metadata or {})
+    def register(
+        self, suid: str, metadata: dict | None = None, secret: str | None = None
+    ) -> str:
+        """PUT the sensor (signed with its current ``secret``); return the SECRET."""
+        body = json.dumps(metadata or {}).encode()
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["Authorization"] = f"OpenSmogHash {opensmog_hash(body, secret)}"
+        response = self.client.put(f"/v1/sensors/{suid}", data=body, headers=headers)
         assert response.status_code == 200, response.data
         return response.get_data(as_text=True)
 

@@ -302,7 +302,12 @@ def sensor_traffic(url: str, suid: str) -> list[str]:
         requests.post(readings, data=body, headers=header, timeout=10)
     requests.post(readings, data=body, timeout=10)
     requests.post(f"{url}/rogue/v1/sensors/{suid}/readings", data=body, timeout=10)
-    secrets_.append(requests.put(f"{url}/v1/sensors/{suid}", json={}, timeout=10).text)
+    rotate = {"Authorization": f"OpenSmogHash {opensmog_hash(b'{}', secrets_[0])}"}
+    secrets_.append(
+        requests.put(
+            f"{url}/v1/sensors/{suid}", data=b"{}", headers=rotate, timeout=10
+        ).text
+    )
     header = {"Authorization": f"OpenSmogHash {opensmog_hash(body, secrets_[0])}"}
     old = requests.post(readings, data=body, headers=header, timeout=10)
     assert old.status_code == 401  # the first SECRET stopped working

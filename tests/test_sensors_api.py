@@ -529,7 +529,7 @@ INVALID_PAYLOADS = [
         "missing-timestamp",
         encode([{"readings": {"PM10": 1.0}}]),
         400,
-        ["observation 0: timestamp must be UNIX seconds"],
+        ["observation 0: give exactly one of timestamp (UNIX seconds) or age"],
     ),
     (
         "string-timestamp",
@@ -830,7 +830,7 @@ def test_reregistration_invalidates_the_old_secret(any_db_app):
     old = api.register(suid, SEED_METADATA)
     assert api.post(suid, observations(T0, PM10=1.0), old).status_code == 200
 
-    new = api.register(suid, {"manufacturer": "ACME INC", "model": "X9001"})
+    new = api.register(suid, {"manufacturer": "ACME INC", "model": "X9001"}, old)
     assert new != old
     response = api.post(suid, observations(T0 + 1), old)
     assert "OpenSmogHash" in error_of(response, 401)
@@ -849,7 +849,7 @@ def test_ended_registrations_keep_no_secret(app, sensors):
     """Old SECRETs are erased, so a later backup of the database holds none."""
     suid = sensors.new_suid()
     old = sensors.register(suid)
-    new = sensors.register(suid)
+    new = sensors.register(suid, secret=old)
     with get_store(app).engine.connect() as conn:
         secrets = [
             row[0]
@@ -867,7 +867,7 @@ def test_reregistration_is_a_new_device(sensors):
     suid = sensors.new_suid()
     old = sensors.register(suid)
     assert sensors.post(suid, observations(T0, PM10=1.0), old).status_code == 200
-    new = sensors.register(suid)
+    new = sensors.register(suid, secret=old)
     assert sensors.post(suid, observations(T0, PM10=2.0), new).status_code == 200
     assert sensors.post(suid, observations(T0, PM10=3.0), new).status_code == 200
     assert stored(sensors, suid) == [(T0, "PM10", 1.0, True), (T0, "PM10", 2.0, True)]

@@ -56,6 +56,18 @@ registrations = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
+#: OpenSmogHash2's window: the ``seq`` values a registration has signed with, the
+#: highest one and those at most 64 below it (older rows are deleted). Kept in the
+#: database, written in the transaction of the readings, so every worker and host
+#: shares one truth that survives restarts.
+signed_seqs = Table(
+    "signed_seqs",
+    metadata,
+    Column("registration_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("seq", _BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+)
+
 #: One value of one type at one second under one registration. The primary key is
 #: the safe-retry rule (a resent reading stores nothing) and the index for
 #: per-sensor time ranges; WITHOUT ROWID keeps a reading to about 25 bytes on SQLite.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, request, stream_with_context
 
 from co2logserver import auth, ingest, limits, metrics, readback
@@ -9,6 +11,13 @@ from co2logserver.web import export
 from co2logserver.web.common import request_bodies, settings, store
 
 bp = Blueprint("sensors", __name__)
+
+
+@bp.after_request
+def tell_the_time(response: Response) -> Response:
+    """Every answer carries the server's clock, so a device without one can set it."""
+    response.headers["X-OpenSmog-Time"] = str(int(time.time()))
+    return response
 
 
 def is_admin() -> bool:
@@ -27,8 +36,15 @@ def decimals() -> int:
 @limits.per_sensor
 def register(suid: str):
     """Register a sensor; the reply is its new SECRET, shown this once."""
-    _raw, body = request_bodies()
-    secret = ingest.register_sensor(store(), settings(), suid, body)
+    raw, body = request_bodies()
+    secret = ingest.register_sensor(
+        store(),
+        settings(),
+        suid,
+        body,
+        request.headers.get("Authorization"),
+        raw_body=raw,
+    )
     return Response(
         secret, mimetype="text/plain", headers={"Cache-Control": "no-store"}
     )
