@@ -177,12 +177,16 @@ def subscription_filters(prefix: str, group: str = "") -> list[str]:
 def authorization_of(route: Route, properties: Any) -> str | None:
     """The ``Authorization`` value HTTP would have seen, or ``None``.
 
-    The topic level wins (MQTT 3.1.1 devices have no other place for it); else the
+    The topic level wins (MQTT 3.1.1 devices have no other place for it): a hex
+    OpenSmogHash, or ``ts=…,seq=…,hash=…`` for OpenSmogHash2; else the
     MQTT 5 user property ``authorization``, its name compared case-insensitively
     as an HTTP header name is.
     """
     if route.topic_hash is not None:
-        return f"OpenSmogHash {route.topic_hash}"
+        scheme = (
+            "OpenSmogHash2" if route.topic_hash.startswith("ts=") else "OpenSmogHash"
+        )
+        return f"{scheme} {route.topic_hash}"
     for name, value in getattr(properties, "UserProperty", None) or ():
         if name.lower() == "authorization":
             return value

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from co2logserver import replay
 from co2logserver.cli import main
 from co2logserver.errors import ConfigError
 from co2logserver.mqtt import (
@@ -123,6 +124,11 @@ def user_properties(*pairs: tuple[str, str]) -> Properties:
     ("route", "properties", "expected"),
     [
         (Route("p", SUID, False, "AB"), None, "OpenSmogHash AB"),
+        (
+            Route("p", SUID, False, "ts=0,seq=3,hash=AB"),
+            None,
+            "OpenSmogHash2 ts=0,seq=3,hash=AB",
+        ),
         (Route("p", SUID, False), user_properties(("Authorization", "x y")), "x y"),
         (
             Route("p", SUID, False, "topic"),
@@ -296,6 +302,27 @@ def test_hash_in_topic_stores_verified_readings(mq):
         ("PM10", 12.5, True),
         ("TEMP", 21.0, True),
     }
+
+
+def test_opensmoghash2_in_topic_stores_once_and_refuses_a_replay(mq):
+    mq.subscriber()
+    suid = SensorActions.new_suid()
+    secret = mq.sensors.register(suid)
+    body = json.dumps([{"age": 5, "readings": {"PM10": 3.0}}]).encode()
+    level = replay.header(0, 7, body, secret).split(" ", 1)[1]
+    device = mq.device()
+    device.publish(f"v1/sensors/{suid}/readings/{level}", body)
+    assert mq.wait_readings(suid, 1)[0]["verified"] is True
+    other = json.dumps([{"age": 1, "readings": {"PM10": 4.0}}]).encode()
+    reused = replay.header(0, 7, other, secret).split(" ", 1)[1]
+    device.publish(f"v1/sensors/{suid}/readings/{reused}", other)
+    device.publish(f"v1/sensors/{suid}/readings/{level}", body)  # an identical retry
+    fresh = replay.header(0, 8, other, secret).split(" ", 1)[1]
+    device.publish(f"v1/sensors/{suid}/readings/{fresh}", other)
+    readings = mq.wait_readings(suid, 2)
+    time.sleep(0.5)  # the refused and retried messages came before: nothing more
+    assert sorted(r["value"] for r in mq.readings(suid)) == [3.0, 4.0]
+    assert len(readings) == 2
 
 
 def test_mqtt5_user_property_stores_verified_readings(mq):
