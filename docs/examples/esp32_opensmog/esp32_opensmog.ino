@@ -3,16 +3,23 @@
 
   What it does, as the co2logserver API reference (docs/api.rst) describes:
 
-  1. Joins WiFi and sets its clock by NTP (readings carry UNIX timestamps).
+  1. Joins WiFi and sets its clock by NTP, or from the X-OpenSmog-Time header of
+     the server's replies. Until the clock is set, observations carry "age" (seconds
+     before the request) instead of "timestamp", so nothing measured is lost.
   2. Registers once: PUT /v1/sensors/<SUID> with its metadata. The reply is the
      SECRET (64 hex characters), shown by the server this one time. It is kept in
      NVS (Preferences), so it survives resets and power cuts, and never printed.
   3. Measures every MEASURE_INTERVAL_S seconds, keeps the observations in a RAM
      buffer and posts the whole buffer to /v1/sensors/<SUID>/readings with
-         Authorization: OpenSmogHash <sha256(body bytes + SECRET) in hex>
-  4. When a post fails (no network, 429, 5xx) the buffer is kept and sent again,
-     whole, next time. The server stores each (timestamp, type) once, so a resend
-     after a lost reply never makes duplicates.
+         Authorization: OpenSmogHash2 ts=<now or 0>,seq=<counter>,hash=<hex>
+         hash = sha256("<ts>:<seq>:" + body bytes + SECRET)
+     (replay-safe: the server accepts each seq once). seq lives in NVS, saved every
+     SEQ_SAVE_EVERY posts; at boot it jumps SEQ_SAVE_EVERY ahead, so a seq is never
+     reused after a power cut.
+  4. When a post fails (no network, 429, 5xx) the request is kept and sent again:
+     byte for byte with the same seq while the clock is unset (the server answers an
+     identical retry 200 and stores nothing), re-signed with a new seq once its ts is
+     old (timestamped readings are stored once per (timestamp, type) anyway).
 
   A 401 or 403 means the server no longer takes this SECRET: the SUID was
   registered again from elsewhere, or the operator reset it. The sketch then
@@ -65,10 +72,19 @@ const size_t BUFFER_SIZE = 60;
 
 const int FORGET_PIN = 0;  // BOOT button: held at start, forget the SECRET
 
+// Write seq to NVS every this many posts (flash wears out); at boot seq continues
+// this far above the saved value, past every seq used since the last save.
+const uint32_t SEQ_SAVE_EVERY = 32;
+// Re-sign a pending request once its ts is this old (the server takes |ts - now|
+// up to CO2LOGSERVER_REPLAY_WINDOW, 300 s by default).
+const uint32_t RESIGN_AFTER_S = 240;
+const time_t CLOCK_SET_AFTER = 1700000000;  // earlier: the clock is not set
+
 // ---- State ----------------------------------------------------------------------
 
 struct Observation {
-  uint32_t timestamp;  // UNIX seconds, UTC
+  uint32_t timestamp;  // UNIX seconds, UTC; 0 while the clock is not set
+  uint32_t takenMs;    // millis() when measured, for "age" without a clock
   float pm10, pm2_5;   // µg/m³ (NAN: not measured)
   float temp, hum;     // °C, %
 };
@@ -76,10 +92,17 @@ struct Observation {
 Observation buffer[BUFFER_SIZE];
 size_t buffered = 0;  // observations in buffer[0 .. buffered)
 
-Preferences prefs;  // NVS namespace "opensmog": keys "suid" and "secret"
+Preferences prefs;  // NVS namespace "opensmog": keys "suid", "secret" and "seq"
 String suid;
 String secret;         // 64 hex characters once registered
 bool refused = false;  // the server refused our SECRET (401/403)
+uint64_t seq = 0;      // the next OpenSmogHash2 counter value
+
+// The request in flight: resent unchanged until the server answers it.
+String pendingBody;
+String pendingAuth;
+size_t pendingCount = 0;  // observations of buffer[] it carries
+uint32_t pendingTs = 0;   // its ts (0: no clock)
 
 WiFiClientSecure tlsClient;
 WiFiClient plainClient;
@@ -89,13 +112,16 @@ WiFiClient plainClient;
 // One observation. Replace the made-up values with your sensor driver (e.g. an
 // SDS011 for PM, a BME280 for temperature and humidity); use NAN for a value
 // that could not be read: it is left out of the payload.
+bool clockSet() { return time(nullptr) > CLOCK_SET_AFTER; }
+
 bool measure(Observation &o) {
-  o.timestamp = (uint32_t)time(nullptr);
+  o.timestamp = clockSet() ? (uint32_t)time(nullptr) : 0;
+  o.takenMs = millis();
   o.pm10 = 20.0f + (esp_random() % 100) / 10.0f;
   o.pm2_5 = 12.0f + (esp_random() % 100) / 10.0f;
   o.temp = 21.5f;
   o.hum = NAN;
-  return o.timestamp > 1700000000UL;  // only with a set clock
+  return true;
 }
 
 bool finite(float value) { return !isnan(value) && !isinf(value); }
@@ -109,6 +135,7 @@ void keep(const Observation &o) {
   if (buffered == BUFFER_SIZE) {
     memmove(buffer, buffer + 1, sizeof(Observation) * (BUFFER_SIZE - 1));
     buffered--;
+    if (pendingCount) pendingCount--;  // the pending request no longer owns it
   }
   buffer[buffered++] = o;
 }
@@ -124,14 +151,21 @@ void addReading(String &json, bool &first, const char *type, float value) {
   first = false;
 }
 
-// The whole buffer as the JSON payload: [{"timestamp":..,"readings":{..}}, ..].
+// The whole buffer as the JSON payload: [{"timestamp":..,"readings":{..}}, ..];
+// an observation measured before the clock was set gives its "age" instead.
 String payload() {
   String json = "[";
+  uint32_t nowMs = millis();
   for (size_t i = 0; i < buffered; i++) {
     const Observation &o = buffer[i];
-    char head[48];
-    snprintf(head, sizeof head, "%s{\"timestamp\":%lu,\"readings\":{",
-             i ? "," : "", (unsigned long)o.timestamp);
+    char head[56];
+    if (o.timestamp) {
+      snprintf(head, sizeof head, "%s{\"timestamp\":%lu,\"readings\":{",
+               i ? "," : "", (unsigned long)o.timestamp);
+    } else {
+      snprintf(head, sizeof head, "%s{\"age\":%lu,\"readings\":{", i ? "," : "",
+               (unsigned long)((nowMs - o.takenMs) / 1000UL));
+    }
     json += head;
     bool first = true;
     addReading(json, first, "PM10", o.pm10);
@@ -143,14 +177,21 @@ String payload() {
   return json + "]";
 }
 
-// OpenSmogHash: sha256 of the exact body bytes followed by the SECRET's 64 ASCII
-// hex characters (not the 32 bytes they stand for), as lowercase hex.
-String opensmogHash(const String &body, const String &key) {
+// OpenSmogHash2: sha256 of "<ts>:<seq>:", the exact body bytes and the SECRET's 64
+// ASCII hex characters (not the 32 bytes they stand for), as lowercase hex. The
+// test vectors are in docs/security.rst; docs/examples/opensmog_hash2/ has the
+// same in portable C for boards without mbedtls.
+String opensmogHash2(uint32_t ts, uint64_t counter, const String &body,
+                     const String &key) {
+  char prefix[40];
+  int n = snprintf(prefix, sizeof prefix, "%lu:%llu:", (unsigned long)ts,
+                   (unsigned long long)counter);
   unsigned char digest[32];
   mbedtls_md_context_t ctx;
   mbedtls_md_init(&ctx);
   mbedtls_md_setup(&ctx, mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 0);
   mbedtls_md_starts(&ctx);
+  mbedtls_md_update(&ctx, (const unsigned char *)prefix, n);
   mbedtls_md_update(&ctx, (const unsigned char *)body.c_str(), body.length());
   mbedtls_md_update(&ctx, (const unsigned char *)key.c_str(), key.length());
   mbedtls_md_finish(&ctx, digest);
@@ -205,33 +246,86 @@ bool registerSensor() {
   return true;
 }
 
-// POST the whole buffer, signed. Returns the HTTP status (< 0: no connection).
-int postBuffer() {
-  String body = payload();
+// The next seq; written to NVS every SEQ_SAVE_EVERY values.
+uint64_t takeSeq() {
+  uint64_t value = seq++;
+  if (seq % SEQ_SAVE_EVERY == 0) prefs.putULong64("seq", seq);
+  return value;
+}
+
+// At boot: continue SEQ_SAVE_EVERY above the saved value, and save that at once.
+void restoreSeq() {
+  seq = prefs.getULong64("seq", 0) + SEQ_SAVE_EVERY;
+  prefs.putULong64("seq", seq);
+}
+
+// Sign the buffer as a new request (new seq), unless one is still pending.
+void prepareRequest() {
+  bool stale = pendingTs && (uint32_t)time(nullptr) - pendingTs > RESIGN_AFTER_S;
+  if (pendingCount && !stale) return;  // resend it byte for byte
+  pendingBody = payload();
+  pendingCount = buffered;
+  pendingTs = clockSet() ? (uint32_t)time(nullptr) : 0;
+  uint64_t counter = takeSeq();
+  char head[64];
+  snprintf(head, sizeof head, "OpenSmogHash2 ts=%lu,seq=%llu,hash=",
+           (unsigned long)pendingTs, (unsigned long long)counter);
+  pendingAuth = String(head) + opensmogHash2(pendingTs, counter, pendingBody, secret);
+}
+
+bool clockCorrected = false;  // the last reply moved our clock
+
+// Set the clock from X-OpenSmog-Time when NTP has not set it or it drifted.
+void learnTime(HTTPClient &http) {
+  long serverTime = http.header("X-OpenSmog-Time").toInt();
+  long ours = (long)time(nullptr);
+  clockCorrected = false;
+  if (serverTime > CLOCK_SET_AFTER && labs(serverTime - ours) > 60) {
+    struct timeval tv = {serverTime, 0};
+    settimeofday(&tv, nullptr);
+    clockCorrected = true;
+    Serial.println("clock set from X-OpenSmog-Time");
+  }
+}
+
+// POST the pending request. Returns the HTTP status (< 0: no connection).
+int postPending() {
   HTTPClient http;
   if (!begin(http, String(SERVER) + "/v1/sensors/" + suid + "/readings")) return -1;
+  const char *wanted[] = {"X-OpenSmog-Time"};
+  http.collectHeaders(wanted, 1);
   http.addHeader("Content-Type", "application/json");
-  http.addHeader("Authorization", "OpenSmogHash " + opensmogHash(body, secret));
-  int status = http.POST(body);
+  http.addHeader("Authorization", pendingAuth);
+  int status = http.POST(pendingBody);
+  if (status > 0) learnTime(http);
   if (status != 200) {
-    Serial.printf("post of %u observations: %d %s\n", (unsigned)buffered, status,
-                  status > 0 ? http.getString().c_str() : "");
+    Serial.printf("post of %u observations: %d %s\n", (unsigned)pendingCount,
+                  status, status > 0 ? http.getString().c_str() : "");
   }
   http.end();
   return status;
 }
 
-// Act on the answer to a post: clear, keep or stop.
+// Drop the observations the pending request carried.
+void dropPending() {
+  memmove(buffer, buffer + pendingCount,
+          sizeof(Observation) * (buffered - pendingCount));
+  buffered -= pendingCount;
+  pendingCount = 0;
+  pendingTs = 0;
+}
+
+// Act on the answer to a post: clear, keep, re-sign or stop.
 void handle(int status) {
-  if (status == 200) {
-    buffered = 0;  // stored (or already stored before): done with these
+  if (status == 200 || status == 400 || status == 413) {
+    dropPending();  // stored (or already stored), or never storable: done
+  } else if (status == 401 && pendingTs && clockCorrected) {
+    pendingCount = 0;  // refused for our clock, which is right now: sign anew
   } else if (status == 401 || status == 403) {
     refused = true;
     Serial.println("SECRET refused: hold BOOT while pressing RESET to register again");
-  } else if (status == 400 || status == 413) {
-    buffered = 0;  // the server will never take this data: do not resend it
   }
-  // Anything else (no connection, 429, 5xx): keep the buffer, resend next time.
+  // Anything else (no connection, 429, 5xx): keep the request, resend it next time.
 }
 
 // ---- Setup and loop -------------------------------------------------------------
@@ -278,6 +372,7 @@ void setup() {
     prefs.putString("suid", suid);
   }
   secret = prefs.getString("secret", "");
+  restoreSeq();
   Serial.printf("SUID %s (%s)\n", suid.c_str(),
                 isSecret(secret) ? "registered" : "not registered yet");
 }
@@ -300,5 +395,6 @@ void loop() {
   }
   if (!isSecret(secret) && !registerSensor()) return;  // try again next time
   if (refused || buffered == 0) return;
-  handle(postBuffer());
+  prepareRequest();
+  handle(postPending());
 }
