@@ -334,6 +334,7 @@ def bucketed(any_db_app):
         ]
     ).encode()
     assert actions.post(suid, body, secret).status_code == 200
+    client.secret = secret  # the device's SECRET, for a signed re-registration
     return client, suid
 
 
@@ -414,7 +415,7 @@ def test_aggregate_of_a_sensor_without_readings(any_db_app):
 def test_aggregate_spans_registrations_and_filters_verified(bucketed):
     client, suid = bucketed
     actions = SensorActions(client)
-    secret = actions.register(suid)  # a new registration of the same SUID
+    secret = actions.register(suid, secret=client.secret)  # a new registration
     later = json.dumps([{"timestamp": T0 + 30, "readings": {"PM10": 5.0}}]).encode()
     assert actions.post(suid, later, secret).status_code == 200
     first = bucket_tuples(aggregate(client, suid, "aggregate=60&type=PM10"))[0]
