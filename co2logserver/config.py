@@ -7,6 +7,7 @@ environment variables < overrides (``create_app(config)`` and the CLI options).
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import logging
 import os
@@ -81,8 +82,28 @@ def prefixed(key: str) -> str:
     return PREFIX + key
 
 
+#: Environment names with the prefix that are not configuration keys.
+NON_CONFIG_PREFIXES = (CONFIG_FILE_VARIABLE, PREFIX + "TEST_")
+
+
+def check_known_keys(names, source: str) -> None:
+    """Stop on a misspelled ``CO2LOGSERVER_*`` name instead of silently ignoring it.
+
+    :raise ConfigError: naming the unknown key and the closest known one.
+    """
+    for name in sorted(names):
+        if not name.startswith(PREFIX) or name in CONFIG_KEYS:
+            continue
+        if name.startswith(NON_CONFIG_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, CONFIG_KEYS, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"unknown configuration key {name} in {source}{hint}")
+
+
 def environment_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Return the ``CO2LOGSERVER_<KEY>`` environment variables, values parsed."""
+    check_known_keys(environ, "the environment")
     return {
         key: parse_env_value(value)
         for key, value in environ.items()
@@ -104,6 +125,7 @@ def load_config(app, overrides: Mapping[str, Any] | None = None) -> None:
             raise ConfigError(
                 f"{CONFIG_FILE_VARIABLE}: cannot read {config_file!r}: {error.strerror}"
             ) from error
+        check_known_keys(app.config, config_file)
     app.config.update(environment_overrides(os.environ))
     app.config.update({prefixed(k): v for k, v in (overrides or {}).items()})
     apply_sensemap_environment(app.config)
@@ -137,6 +159,14 @@ def validate(config: dict) -> None:
     for key in ("AUTH_CHECKER", "TIME_CONVERTER", "ACCEPT_NEW_COLUMN"):
         if not callable(config[PREFIX + key]):
             raise ConfigError(f"{PREFIX}{key} must be a function")
+    if (
+        config["CO2LOGSERVER_UPLOAD_REQUIRES_AUTH"]
+        and not config["CO2LOGSERVER_CHECKSUM_SALTS"]
+    ):
+        raise ConfigError(
+            "CO2LOGSERVER_UPLOAD_REQUIRES_AUTH is on but CO2LOGSERVER_CHECKSUM_SALTS "
+            "is empty: every upload would be refused; set at least one salt"
+        )
     if config["CO2LOGSERVER_OSEM_UPLOAD"]:
         check_osem(config)
 

@@ -125,3 +125,36 @@ def test_importing_has_no_side_effects(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
     application = package.application
     assert application.name == "co2logserver"
+
+
+def test_misspelled_environment_key_stops_with_closest_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("CO2LOGSERVER_UPLOAD_REQUIRE_AUTH", "True")
+    with pytest.raises(ConfigError) as error:
+        create_app({"DB": str(tmp_path / "db.sqlite")})
+    message = str(error.value)
+    assert "CO2LOGSERVER_UPLOAD_REQUIRE_AUTH" in message
+    assert "did you mean CO2LOGSERVER_UPLOAD_REQUIRES_AUTH?" in message
+    assert "\n" not in message
+
+
+def test_misspelled_config_file_key_stops_helpers_allowed(tmp_path, monkeypatch):
+    config = tmp_path / "config.py"
+    config.write_text("helper = 1\nHELPER = 2\nCO2LOGSERVER_MAX_ROW = 5\n")
+    monkeypatch.setenv("CO2LOGSERVER_CONFIG", str(config))
+    with pytest.raises(ConfigError, match="did you mean CO2LOGSERVER_MAX_ROWS"):
+        create_app({"DB": str(tmp_path / "db.sqlite")})
+    config.write_text("helper = 1\nHELPER = 2\nCO2LOGSERVER_MAX_ROWS = 5\n")
+    assert (
+        create_app({"DB": str(tmp_path / "db.sqlite")}).config["CO2LOGSERVER_MAX_ROWS"]
+        == 5
+    )
+
+
+def test_test_suite_variables_are_not_config_keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("CO2LOGSERVER_TEST_PG_URL", "postgresql://x@y/z")
+    create_app({"DB": str(tmp_path / "db.sqlite")})
+
+
+def test_requires_auth_without_salts_refuses_to_start(tmp_path):
+    with pytest.raises(ConfigError, match="CO2LOGSERVER_CHECKSUM_SALTS"):
+        create_app({"DB": str(tmp_path / "db.sqlite"), "UPLOAD_REQUIRES_AUTH": True})
