@@ -31,6 +31,10 @@ EXTENSION = "co2logserver"
 SCHEMA_LOCK = 0x0C02_1065
 
 
+#: Words of SQLite OperationalErrors that are not outages (see Store.is_outage).
+NOT_AN_OUTAGE = ("no such table", "no such column", "has no column", "syntax error")
+
+
 def database_url(value: str) -> str:
     """Turn a file path into an SQLite URL and pick psycopg 3 for PostgreSQL."""
     if "://" not in value:
@@ -175,12 +179,27 @@ class Store:
                 conn.execution_options(write=True)
                 with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
-        except self.outage_errors as error:
-            raise self.unavailable(error) from error
-        except exc.DBAPIError as error:
-            if error.connection_invalidated:
+        except BaseException as error:
+            # The transaction rolled back, and with it any column it added: the
+            # cached columns must not remember them (they are reflected afresh).
+            self.data.forget()
+            if self.is_outage(error):
                 raise self.unavailable(error) from error
             raise
+
+    def is_outage(self, error: BaseException) -> bool:
+        """Whether ``error`` means the database is away or locked, not a wrong query.
+
+        SQLite reports both kinds as OperationalError; "no such table/column" and
+        syntax errors are bugs or schema drift, never a reason to tell a sensor to
+        retry later.
+        """
+        if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+            return True
+        if not isinstance(error, self.outage_errors):
+            return False
+        text = str(error).lower()
+        return not any(sign in text for sign in NOT_AN_OUTAGE)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -193,6 +212,8 @@ class Store:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except self.outage_errors as error:
+            if not self.is_outage(error):
+                raise
             raise self.unavailable(error) from error
 
     def ping(self) -> None:

@@ -139,6 +139,10 @@ class DataTable:
         )
         return self.columns
 
+    def forget(self) -> None:
+        """Drop the cached columns after a rollback; the next write reflects them."""
+        self.columns = Columns()
+
     def unknown(self, names: Iterable[str]) -> list[str]:
         """Names the table (as last reflected) does not have."""
         return [name for name in names if name not in self.columns]
