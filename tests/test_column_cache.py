@@ -18,10 +18,7 @@ def upload(client, document: dict):
 
 def stored(app, column: str) -> list:
     with get_store(app).engine.connect() as conn:
-        names = [
-            c["name"]
-            for c in __import__("sqlalchemy").inspect(conn).get_columns("data")
-        ]
+        names = [c["name"] for c in inspect(conn).get_columns("data")]
         if column not in names:
             return []
         rows = conn.execute(
