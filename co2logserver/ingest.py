@@ -375,7 +375,7 @@ def submit_readings(
     now = time.time()
     observations, payload_error = checked_payload(body, settings, now)
     with store.transaction() as conn:
-        sensor = sensor_sql.get_sensor(conn, suid)
+        sensor = sensor_sql.sensor_to_write(conn, suid)
         fresh = True
         if sensor and sensor.secure:
             fresh = check_secure_access(
@@ -603,7 +603,7 @@ def register_sensor(
     secret = auth.new_secret()
     now = int(time.time())
     with store.transaction() as conn:
-        sensor = sensor_sql.get_sensor(conn, suid)
+        sensor = sensor_sql.sensor_to_write(conn, suid)
         if sensor and sensor.secure:
             check_reregistration(
                 conn, sensor.registration_id, settings, authorization, raw_body or body
@@ -660,7 +660,7 @@ def reset_sensor(store: Store, suid: str) -> bool:
     suid = auth.parse_suid(suid)
     now = int(time.time())
     with store.transaction() as conn:
-        sensor = sensor_sql.get_sensor(conn, suid)
+        sensor = sensor_sql.sensor_to_write(conn, suid)
         if sensor is None:
             return False
         registration = sensor_sql.new_registration(conn, suid, False, None, now)

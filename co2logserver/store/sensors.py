@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Row
@@ -64,6 +65,23 @@ def forget_old_secrets(conn: Connection, suid: str, registration_id: int) -> Non
 def get_sensor(conn: Connection, suid: str) -> Row | None:
     """The sensor row (without any SECRET), or ``None``."""
     return SENSOR_BY_SUID.first(conn, {"suid": suid})
+
+
+def sensor_to_write(conn: Connection, suid: str) -> Row | None:
+    """The sensor row for a write transaction that may create it.
+
+    Two first posts (or PUTs) of one new SUID must not both insert it: on
+    PostgreSQL a transaction-scoped advisory lock on the SUID makes the second wait
+    for the first and then see its row. (SQLite writers are serialised already.)
+    """
+    sensor = get_sensor(conn, suid)
+    if sensor is None and conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:suid, 0))"),
+            {"suid": suid},
+        )
+        sensor = get_sensor(conn, suid)
+    return sensor
 
 
 def new_registration(
