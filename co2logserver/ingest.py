@@ -29,7 +29,7 @@ from co2logserver.errors import (
 from co2logserver.parsers import Batch, parse_json_document
 from co2logserver.store import Store, outbox
 from co2logserver.store import sensors as sensor_sql
-from co2logserver.store.columns import INT64, check_scalar, short_repr
+from co2logserver.store.columns import INT64, check_scalar, short_repr, text_problem
 
 COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MAX_ERRORS = 20
@@ -120,6 +120,8 @@ def plain_values_fine(values: list, types: set) -> bool:
         ints = [v for v in values if type(v) is int]
         if max(ints) >= INT64 or min(ints) < -INT64:
             return False
+    if str in types and any(text_problem(v) for v in values if type(v) is str):
+        return False
     if float in types:
         return all(math.isfinite(v) for v in values if type(v) is float)
     return True
@@ -558,6 +560,11 @@ def check_metadata(body: bytes, settings: Mapping) -> dict[str, Any]:
         f"{key} must be a string"
         for key in ("manufacturer", "model")
         if document.get(key) is not None and not isinstance(document[key], str)
+    ]
+    problems += [
+        f"{key} {text_problem(document[key])}"
+        for key in ("manufacturer", "model")
+        if isinstance(document.get(key), str) and text_problem(document[key])
     ]
     location = document.get("location")
     if location is not None:

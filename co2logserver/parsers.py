@@ -50,18 +50,36 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding!r} is not supported; send gzip or none"
         )
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as error:
-        raise BadRequest(f"The gzip body cannot be decompressed: {error}") from None
-    if len(data) > limit:
-        raise PayloadTooLarge(
-            f"The decompressed body is larger than {limit} bytes; send less per request"
-        )
-    if not inflater.eof:
-        raise BadRequest("The gzip body is truncated")
-    return data
+    data, rest = b"", body
+    while True:  # every member: gzip and zcat concatenate files this way
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data += inflater.decompress(rest, limit + 1 - len(data))
+        except zlib.error as error:
+            raise BadRequest(f"The gzip body cannot be decompressed: {error}") from None
+        if len(data) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(
+                f"The decompressed body is larger than {limit} bytes "
+                "(CO2LOGSERVER_MAX_CONTENT_LENGTH); send less per request"
+            )
+        if not inflater.eof:
+            raise BadRequest("The gzip body is truncated")
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # trailing zero padding is allowed by gzip(1)
+            return data
+
+
+#: Digits beyond which an integer is out of every column's range anyway.
+MAX_INT_DIGITS = 40
+
+
+def read_int(text: str) -> int:
+    """``int(text)``, but a number of more than 40 digits (which Python refuses to read
+    past 4300) becomes one just as far out of the 64-bit range, so that ingest names
+    it as out of range instead of failing."""
+    if len(text) > MAX_INT_DIGITS:
+        return -(2**64) if text.startswith("-") else 2**64
+    return int(text)
 
 
 def coerce_number(text: str) -> Any:
@@ -70,7 +88,7 @@ def coerce_number(text: str) -> Any:
     Only plain decimal notation counts, so ``nan``, ``inf`` and ``1_000`` stay text.
     """
     if INTEGER.fullmatch(text):
-        return int(text)
+        return read_int(text)
     if DECIMAL.fullmatch(text):
         return float(text)
     return text
@@ -86,9 +104,11 @@ def coerce_column(cells: list[str]) -> list[Any]:
     joined = "\n".join(cells)
     if joined.count("\n") == len(cells) - 1:
         if INTEGER_LINES.fullmatch(joined):
-            return list(map(int, cells))
+            return list(map(read_int, cells))
         if NUMBER_LINES.fullmatch(joined):
-            return [int(c) if c.lstrip("+-").isdigit() else float(c) for c in cells]
+            return [
+                read_int(c) if c.lstrip("+-").isdigit() else float(c) for c in cells
+            ]
     return [coerce_number(c) if c != "" else None for c in cells]
 
 
@@ -154,7 +174,7 @@ def parse_json(body: bytes) -> Batch:
     """Parse a JSON body of columns or rows."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BadRequest(f"The body is not valid JSON: {error}") from None
     return batch_from_structure(data, "JSON")
 
@@ -200,6 +220,13 @@ def parse_csv(body: bytes) -> Batch:
             rows.append(cells)
     except csv.Error as error:
         raise BadRequest(f"The CSV body cannot be read: {error}") from None
+    names = [name.strip() for name in header]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise BadRequest(
+            f"The CSV header names column {repeated[0]!r} more than once; "
+            "each column may appear once"
+        )
     columns = zip(*rows, strict=True) if rows else ([] for _ in header)
     return Batch(
         {

@@ -198,6 +198,8 @@ class DataTable:
         kind = self.columns.kind(name)
         sqlite = conn.dialect.name == "sqlite"
         types = set(map(type, values)) - {type(None)}
+        if kind == "float" and int in types:
+            refuse_inexact_floats(name, values)
         if types <= UNCHANGED.get((kind, sqlite), UNCHANGED_ANY_DIALECT[kind]):
             return values
         if sqlite and types == {datetime.datetime} and kind in AS_SQLITE_TEXT:
@@ -284,6 +286,25 @@ _WIDEN = object()
 _REFUSED = object()
 
 
+#: Integers beyond this lose digits as a double (9007199254740993 -> ...992.0).
+EXACT_FLOAT_INT = 2**53
+
+
+def refuse_inexact_floats(name: str, values: list) -> None:
+    """A float column cannot hold an integer beyond 2**53 unchanged: refuse it.
+
+    :raise BadRequest: naming row and column.
+    """
+    errors = [
+        f"row {index}: column {name!r}: {value} cannot be stored exactly in a "
+        "floating-point column (integers up to 2**53 can)"
+        for index, value in enumerate(values)
+        if type(value) is int and abs(value) > EXACT_FLOAT_INT
+    ]
+    if errors:
+        raise BadRequest("; ".join(errors[:20]))
+
+
 def fit_value(value: Any, kind: str, sqlite: bool) -> Any:
     """Return ``value`` as the column of ``kind`` stores it, or a marker."""
     value_kind = kind_of_value(value)
@@ -326,9 +347,28 @@ def short_repr(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def text_problem(text: str) -> str | None:
+    """Why text cannot be stored unchanged on every backend, or ``None``.
+
+    PostgreSQL refuses NUL characters and no driver can encode an unpaired UTF-16
+    surrogate (``"\\ud800"`` in JSON): both are refused everywhere, so a value
+    stores the same on SQLite and PostgreSQL or not at all.
+    """
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains an unpaired surrogate (not valid Unicode)"
+    return None
+
+
 def check_scalar(value: Any) -> str | None:
     """Return why a value cannot be stored in a column, or ``None``."""
-    if value is None or isinstance(value, (str, datetime.datetime)):
+    if isinstance(value, str):
+        return text_problem(value)
+    if value is None or isinstance(value, datetime.datetime):
         return None
     if isinstance(value, bool):
         return None
