@@ -13,16 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, column, func, select, table
-
 from co2logserver import readback
 from co2logserver.errors import BadRequest
-from co2logserver.ingest import READING_TYPES, TYPE_NAMES
+from co2logserver.readings import BY_CODE, QUANTITIES
 from co2logserver.store import Store, outbox
+from co2logserver.store import dashboard as dashboard_sql
 from co2logserver.store import sensors as sensor_sql
 from co2logserver.store.columns import Columns
-from co2logserver.store.queries import bound
-from co2logserver.store.schema import readings, sensors
 
 #: Bucket lengths a chart may use, shortest first (seconds).
 INTERVALS = (
@@ -66,51 +63,6 @@ CREDENTIALS = ("PASSWORD", "EMAIL", "USERNAME")
 SORT_KEYS = ("suid", "model", "location", "secure", "last_reading", "reading_count")
 
 
-def upload_counts(store: Store, now: datetime.datetime) -> dict[str, Any]:
-    """Rows of the legacy data table: in all, uploaded in the last hour and day.
-
-    One scan of the table answers all of it (the upload time has no index).
-    SQLite keeps the upload time as ISO text (``2026-11-22 05:10:03.794833+00:00``)
-    whose text order is time order, so the cutoffs are compared as text there.
-    """
-    upload = column(store.data.upload_time_column)
-    data = table(store.data.name, upload)
-    sqlite = store.dialect == "sqlite"
-
-    def since(seconds: int):
-        cutoff = bound(now - datetime.timedelta(seconds=seconds), sqlite)
-        return func.coalesce(func.sum(case((upload > cutoff, 1), else_=0)), 0)
-
-    statement = select(func.count(), func.max(upload), since(3600), since(86400))
-    with store.reading() as conn:
-        rows, latest, hour, day = conn.execute(statement.select_from(data)).one()
-    return {
-        "rows": rows,
-        "latest_upload": latest,
-        "uploads_hour": int(hour),
-        "uploads_day": int(day),
-    }
-
-
-def sensor_counts(conn: Connection, silent_after: int, now: float) -> dict[str, int]:
-    """Sensors, stored readings, and sensors with (or without) a recent reading."""
-    active = func.sum(case((sensors.c.last_ts >= int(now - silent_after), 1), else_=0))
-    row = conn.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(sensors.c.reading_count), 0),
-            active,
-        )
-    ).one()
-    total, stored, recent = row[0], int(row[1]), int(row[2] or 0)
-    return {
-        "sensors": total,
-        "readings": stored,
-        "active": recent,
-        "silent": total - recent,
-    }
-
-
 def redact(text: str | None, secrets: list[str]) -> str | None:
     """The forwarder's last error, shortened and without credentials in it."""
     if not text:
@@ -125,7 +77,7 @@ def overview(store: Store, settings: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the dashboard (``/``) shows, from one call."""
     now = datetime.datetime.now(datetime.UTC)
     with store.reading() as conn:
-        counts = sensor_counts(
+        counts = dashboard_sql.sensor_counts(
             conn, settings["CO2LOGSERVER_SILENT_AFTER"], now.timestamp()
         )
         forwarder = outbox.status(conn)
@@ -135,31 +87,21 @@ def overview(store: Store, settings: Mapping[str, Any]) -> dict[str, Any]:
     )
     return {
         "now": now,
-        **upload_counts(store, now),
+        **dashboard_sql.upload_counts(store, now),
         "forwarding": bool(settings["CO2LOGSERVER_OSEM_UPLOAD"]),
         "forwarder": forwarder,
         **counts,
     }
 
 
-def latest_values(conn: Connection, registration_id: int) -> tuple[str, list[float]]:
-    """The sparkline of a registration: its preferred type and latest values.
-
-    Reads only the newest rows of the registration (a backward scan of the
-    primary key), so the list stays fast however much a sensor has stored.
-    """
-    rows = conn.execute(
-        select(readings.c.ts, readings.c.type, readings.c.value)
-        .where(readings.c.registration_id == registration_id)
-        .order_by(readings.c.ts.desc(), readings.c.type.desc())
-        .limit(SPARKLINE_POINTS * len(READING_TYPES))
-    ).all()
-    present = {TYPE_NAMES[row.type] for row in rows}
+def sparkline(rows: list[tuple[int, int, float]]) -> tuple[str, list[float]]:
+    """A sensor's sparkline from its newest rows: the preferred type, oldest first."""
+    present = {BY_CODE[code].name for _ts, code, _value in rows if code in BY_CODE}
     name = next((n for n in SPARKLINE_PREFERENCE if n in present), None)
     if name is None:
         return "", []
-    code = READING_TYPES[name][0]
-    values = [row.value for row in rows if row.type == code][:SPARKLINE_POINTS]
+    code = QUANTITIES[name].code
+    values = [value for _ts, c, value in rows if c == code][:SPARKLINE_POINTS]
     return name, values[::-1]
 
 
@@ -187,11 +129,17 @@ def sensor_list(
     silent_before = time.time() - settings["CO2LOGSERVER_SILENT_AFTER"]
     views = []
     with store.reading() as conn:
-        for row in sensor_sql.list_sensors(conn):
-            view = readback.sensor_view(row, decimals, exact=False)
-            view["silent"] = row.last_ts is None or row.last_ts < silent_before
-            view["spark_type"], view["spark"] = latest_values(conn, row.registration_id)
-            views.append(view)
+        rows = list(sensor_sql.list_sensors(conn))
+        newest = dashboard_sql.newest_readings(
+            conn,
+            [row.registration_id for row in rows],
+            SPARKLINE_POINTS * len(QUANTITIES),
+        )
+    for row in rows:
+        view = readback.sensor_view(row, decimals, exact=False)
+        view["silent"] = row.last_ts is None or row.last_ts < silent_before
+        view["spark_type"], view["spark"] = sparkline(newest[row.registration_id])
+        views.append(view)
     present = [v for v in views if v[sort] is not None]
     missing = [v for v in views if v[sort] is None]
     present.sort(key=lambda v: sort_value(v, sort), reverse=descending)

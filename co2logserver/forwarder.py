@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from co2logserver.errors import ApiError
+from co2logserver.readings import public_location
 from co2logserver.store import Store, outbox
 from co2logserver.store import sensors as sensor_sql
 
@@ -254,13 +255,12 @@ class OutboxForwarder:
         decimals = int(self.settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"])
         with guarded(self.store.reading()) as conn:
             sensor = sensor_sql.get_sensor(conn, suid)
-        if sensor is not None and None not in (sensor.latitude, sensor.longitude):
-            elevation = None if sensor.elevation is None else round(sensor.elevation)
-            return (
-                round(sensor.latitude, decimals),
-                round(sensor.longitude, decimals),
-                elevation,
+        if sensor is not None:
+            place = public_location(
+                sensor.latitude, sensor.longitude, sensor.elevation, decimals
             )
+            if place is not None:
+                return place
         lat = self.settings["CO2LOGSERVER_DEFAULT_LAT"](suid)
         lon = self.settings["CO2LOGSERVER_DEFAULT_LON"](suid)
         if lat is None or lon is None:

@@ -27,6 +27,7 @@ from co2logserver.errors import (
     PayloadTooLarge,
 )
 from co2logserver.parsers import Batch, parse_json_document
+from co2logserver.readings import BY_CODE, QUANTITIES
 from co2logserver.store import Store, outbox
 from co2logserver.store import sensors as sensor_sql
 from co2logserver.store.columns import INT64, check_scalar, short_repr, text_problem
@@ -34,20 +35,6 @@ from co2logserver.store.columns import INT64, check_scalar, short_repr, text_pro
 COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MAX_ERRORS = 20
 
-#: Reading types of the OpenSmog API: type -> (stored code, unit).
-READING_TYPES: dict[str, tuple[int, str]] = {
-    "CO": (1, "mg/m³"),
-    "PB": (2, "µg/m³"),
-    "NO2": (3, "µg/m³"),
-    "O3": (4, "µg/m³"),
-    "PM10": (5, "µg/m³"),
-    "PM2_5": (6, "µg/m³"),
-    "SO2": (7, "µg/m³"),
-    "TEMP": (8, "°C"),
-    "HUM": (9, "%"),
-    "PRES": (10, "hPa"),
-}
-TYPE_NAMES = {code: name for name, (code, _unit) in READING_TYPES.items()}
 EARLIEST_TIMESTAMP = 946684800  # 2000-01-01T00:00:00Z
 #: Value types a column may hold (ints in range, floats finite).
 PLAIN_TYPES = {int, float, str, type(None)}
@@ -249,9 +236,9 @@ def check_timestamp(value: Any, latest: float) -> str | None:
 
 def check_reading(name: Any, value: Any) -> str | None:
     """Return why one reading is refused, or ``None``."""
-    if name not in READING_TYPES:
+    if name not in QUANTITIES:
         return f"unknown reading type {short_repr(name)}; known types: " + ", ".join(
-            READING_TYPES
+            QUANTITIES
         )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"reading {name} must be a number, not {short_repr(value)}"
@@ -309,7 +296,7 @@ def check_observation(
     problems += [p for p in (check_reading(k, v) for k, v in values.items()) if p]
     if problems:
         return None, problems
-    readings = {READING_TYPES[k][0]: float(v) for k, v in values.items()}
+    readings = {QUANTITIES[k].code: float(v) for k, v in values.items()}
     return Observation(timestamp, readings), []
 
 
@@ -501,7 +488,7 @@ def readings_items(suid: str, values, new) -> list[tuple[str, dict]]:
     by_time: dict[int, dict[str, float]] = {}
     for ts, code, value in values:
         if (ts, code) in fresh:
-            by_time.setdefault(ts, {})[TYPE_NAMES[code]] = value
+            by_time.setdefault(ts, {})[BY_CODE[code].name] = value
     return [
         (suid, {"timestamp": ts, "readings": r}) for ts, r in sorted(by_time.items())
     ]

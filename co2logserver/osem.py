@@ -48,6 +48,8 @@ from sensemapi.account import SenseMapAccount
 from sensemapi.senseBox import senseBox
 from sensemapi.sensor import senseBoxSensor
 
+from co2logserver.readings import QUANTITIES
+
 logger = logging.getLogger(__name__)
 
 UTC = dt.UTC
@@ -98,21 +100,20 @@ class SensorSpec(NamedTuple):
     icon: str
 
 
-OPENSMOG_SENSORS: dict[str, SensorSpec] = {
-    "CO": SensorSpec("CO", OPENSMOG_SENSOR_TYPE, "mg/m³", "osem-cloud"),
-    "PB": SensorSpec("Pb", OPENSMOG_SENSOR_TYPE, "µg/m³", "osem-cloud"),
-    "NO2": SensorSpec("NO2", OPENSMOG_SENSOR_TYPE, "µg/m³", "osem-cloud"),
-    "O3": SensorSpec("O3", OPENSMOG_SENSOR_TYPE, "µg/m³", "osem-cloud"),
-    "PM10": SensorSpec(
-        "PM10", OPENSMOG_SENSOR_TYPE, "µg/m³", "osem-particulate-matter"
-    ),
-    "PM2_5": SensorSpec(
-        "PM2.5", OPENSMOG_SENSOR_TYPE, "µg/m³", "osem-particulate-matter"
-    ),
-    "SO2": SensorSpec("SO2", OPENSMOG_SENSOR_TYPE, "µg/m³", "osem-cloud"),
-    "TEMP": SensorSpec("Temperature", OPENSMOG_SENSOR_TYPE, "°C", "osem-thermometer"),
-    "HUM": SensorSpec("Humidity", OPENSMOG_SENSOR_TYPE, "%", "osem-humidity"),
-    "PRES": SensorSpec("Pressure", OPENSMOG_SENSOR_TYPE, "hPa", "osem-barometer"),
+#: OpenSenseMap icons of the registry's quantities; others get ``osem-cloud``.
+OPENSMOG_ICONS = {
+    "CO2": "osem-co2",
+    "PM10": "osem-particulate-matter",
+    "PM2_5": "osem-particulate-matter",
+    "PM1": "osem-particulate-matter",
+    "PM4": "osem-particulate-matter",
+    "TEMP": "osem-thermometer",
+    "HUM": "osem-humidity",
+    "PRES": "osem-barometer",
+    "NOISE_LAEQ": "osem-volume-up",
+    "NOISE_LA_MIN": "osem-volume-up",
+    "NOISE_LA_MAX": "osem-volume-up",
+    "SIGNAL": "osem-signal",
 }
 
 
@@ -632,7 +633,11 @@ def legacy_plans(
 
 def reading_spec(kind: str) -> SensorSpec | None:
     """The sensor of an OpenSmog reading type (``PM2.5`` and ``pm2_5`` alike)."""
-    return OPENSMOG_SENSORS.get(str(kind).upper().replace(".", "_"))
+    quantity = QUANTITIES.get(str(kind).upper().replace(".", "_"))
+    if quantity is None:
+        return None
+    icon = OPENSMOG_ICONS.get(quantity.name, "osem-cloud")
+    return SensorSpec(quantity.title, OPENSMOG_SENSOR_TYPE, quantity.unit, icon)
 
 
 def readings_plan(

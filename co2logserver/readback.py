@@ -15,7 +15,7 @@ from typing import Any
 
 from co2logserver import auth
 from co2logserver.errors import BadRequest, NotFound
-from co2logserver.ingest import READING_TYPES, TYPE_NAMES
+from co2logserver.readings import BY_CODE, QUANTITIES, location_view
 from co2logserver.store import Store
 from co2logserver.store import sensors as sensor_sql
 
@@ -25,31 +25,13 @@ INTERVAL = re.compile(r"(\d+)\s*([smhdw]?)")
 UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def public_location(row, decimals: int, exact: bool) -> dict[str, float] | None:
-    """The sensor's location, rounded unless ``exact``."""
-    if row.latitude is None or row.longitude is None:
-        return None
-    if exact:
-        location = {"latitude": row.latitude, "longitude": row.longitude}
-        if row.elevation is not None:
-            location["elevation"] = row.elevation
-        return location
-    location = {
-        "latitude": round(row.latitude, decimals),
-        "longitude": round(row.longitude, decimals),
-    }
-    if row.elevation is not None:
-        location["elevation"] = round(row.elevation)
-    return location
-
-
 def sensor_view(row, decimals: int, exact: bool = False) -> dict[str, Any]:
     """What the API shows of a sensor; further metadata only to admins."""
     view = {
         "suid": row.suid,
         "manufacturer": row.manufacturer,
         "model": row.model,
-        "location": public_location(row, decimals, exact),
+        "location": location_view(row, decimals, exact),
         "secure": bool(row.secure),
         "registered_at": row.updated_at,
         "first_reading": row.first_ts,
@@ -108,13 +90,13 @@ def parse_types(text: str | None) -> list[int] | None:
     if not text:
         return None
     names = [t.strip().upper() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in READING_TYPES]
+    unknown = [n for n in names if n not in QUANTITIES]
     if unknown:
         raise BadRequest(
             f"type: unknown reading type {unknown[0]!r}; known: "
-            + ", ".join(READING_TYPES)
+            + ", ".join(QUANTITIES)
         )
-    return [READING_TYPES[n][0] for n in names]
+    return [QUANTITIES[n].code for n in names]
 
 
 def parse_verified(text: str | None) -> bool | None:
@@ -196,12 +178,12 @@ def parse_readings_query(
 
 def reading_dict(row) -> dict[str, Any]:
     """One reading as JSON."""
-    name = TYPE_NAMES[row.type]
+    quantity = BY_CODE[row.type]
     return {
         "timestamp": row.ts,
-        "type": name,
+        "type": quantity.name,
         "value": row.value,
-        "unit": READING_TYPES[name][1],
+        "unit": quantity.unit,
         "verified": bool(row.secure),
     }
 
@@ -253,8 +235,8 @@ def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
     def rows() -> Iterator[tuple]:
         with store.reading() as conn:
             for row in sensor_sql.stream(conn, statement):
-                name = TYPE_NAMES[row.type]
-                yield row.ts, name, row.value, READING_TYPES[name][1], bool(row.secure)
+                q = BY_CODE[row.type]
+                yield row.ts, q.name, row.value, q.unit, bool(row.secure)
 
     return rows()
 
@@ -269,8 +251,8 @@ def aggregate(store: Store, query: ReadingsQuery) -> dict[str, Any]:
         rows = list(conn.execute(statement))
     buckets = [
         {
-            "type": TYPE_NAMES[row.type],
-            "unit": READING_TYPES[TYPE_NAMES[row.type]][1],
+            "type": BY_CODE[row.type].name,
+            "unit": BY_CODE[row.type].unit,
             "start": int(row.bucket),
             "count": row.count,
             "min": row.min,

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import column, insert, table
 
 from co2logserver import dashboard_data
+from co2logserver.store import dashboard as dashboard_sql
 from co2logserver.store import get_store
 from co2logserver.store.columns import Columns
 from co2logserver.store.schema import forwarder_status, outbox
@@ -131,7 +132,7 @@ def test_uploads_in_the_last_hour_and_day(any_db_app):
             moment = now - age
             value = moment.isoformat(sep=" ") if store.dialect == "sqlite" else moment
             conn.execute(insert(data).values(time_upload_utc=value))
-    counts = dashboard_data.upload_counts(store, now)
+    counts = dashboard_sql.upload_counts(store, now)
     assert (counts["rows"], counts["uploads_hour"], counts["uploads_day"]) == (3, 1, 2)
     page = text(app.test_client(), "/")
     assert (cell(page, "uploads-hour"), cell(page, "uploads-day")) == ("1", "2")

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from co2logserver import auth, create_app, ingest, parsers
 from co2logserver.errors import ApiError
+from co2logserver.readings import QUANTITIES
 from co2logserver.store import get_store
 from tests.conftest import opensmog_hash
 
@@ -389,7 +390,7 @@ observation_strategy = st.fixed_dictionaries(
     {
         "timestamp": st.integers(min_value=946684800, max_value=NOW),
         "readings": st.dictionaries(
-            st.sampled_from(sorted(ingest.READING_TYPES)),
+            st.sampled_from(sorted(QUANTITIES)),
             st.integers(min_value=-(10**12), max_value=10**12) | finite,
             min_size=1,
         ),

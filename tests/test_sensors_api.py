@@ -563,9 +563,9 @@ INVALID_PAYLOADS = [
     ),
     (
         "unknown-type",
-        encode([obs({"CO2": 412})]),
+        encode([obs({"RADON": 412})]),
         400,
-        ["observation 0: unknown reading type 'CO2'"],
+        ["observation 0: unknown reading type 'RADON'"],
     ),
     (
         "lowercase-type",

@@ -1,0 +1,93 @@
+"""The quantity registry and the one public-location rule.
+
+Every reading the sensor API stores is one of these quantities: its name on the wire,
+the small integer stored in ``readings.type`` (codes are never reused or renumbered,
+so a database of any version reads back the same), its unit and a human title.
+Ingest, readback, the dashboard and forwarding all look quantities up here; protocol
+adapters (SPEC §9) will map their own field names onto them through ``aliases``.
+
+It also owns where a sensor is shown: :func:`public_location` rounds a private
+position to ``CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS`` for every public use (API,
+pages, OpenSenseMap). Imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One physical quantity: wire name, stored code, unit and display title.
+
+    ``aliases`` maps a protocol name (``"airrohr"``, ``"influx"``, …) to the field
+    names that protocol uses for this quantity; filled by the protocols issue.
+    """
+
+    name: str
+    code: int
+    unit: str
+    title: str
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+
+_QUANTITIES = (
+    # The ten OpenSmog types, with the codes 0.1.x/1.0-dev databases hold.
+    Quantity("CO", 1, "mg/m³", "CO"),
+    Quantity("PB", 2, "µg/m³", "Pb"),
+    Quantity("NO2", 3, "µg/m³", "NO2"),
+    Quantity("O3", 4, "µg/m³", "O3"),
+    Quantity("PM10", 5, "µg/m³", "PM10"),
+    Quantity("PM2_5", 6, "µg/m³", "PM2.5"),
+    Quantity("SO2", 7, "µg/m³", "SO2"),
+    Quantity("TEMP", 8, "°C", "Temperature"),
+    Quantity("HUM", 9, "%", "Humidity"),
+    Quantity("PRES", 10, "hPa", "Pressure"),
+    # SPEC §9: what common citizen-science firmware measures besides.
+    Quantity("CO2", 11, "ppm", "CO2"),
+    Quantity("PM1", 12, "µg/m³", "PM1"),
+    Quantity("PM4", 13, "µg/m³", "PM4"),
+    Quantity("NOISE_LAEQ", 14, "dB(A)", "Noise LAeq"),
+    Quantity("NOISE_LA_MIN", 15, "dB(A)", "Noise LA min"),
+    Quantity("NOISE_LA_MAX", 16, "dB(A)", "Noise LA max"),
+    Quantity("SIGNAL", 17, "dBm", "Signal"),
+)
+
+#: Every quantity by its wire name, in registry order.
+QUANTITIES: dict[str, Quantity] = {q.name: q for q in _QUANTITIES}
+#: Every quantity by the code stored in ``readings.type``.
+BY_CODE: dict[int, Quantity] = {q.code: q for q in _QUANTITIES}
+
+
+def public_location(
+    latitude: float | None,
+    longitude: float | None,
+    elevation: float | None,
+    decimals: int,
+) -> tuple[float, float, float | None] | None:
+    """A private position as the public may see it, or ``None`` without one.
+
+    Latitude and longitude are rounded to ``decimals`` places of a degree (2 is
+    about 1 km) and the elevation to whole metres.
+    """
+    if latitude is None or longitude is None:
+        return None
+    height = None if elevation is None else round(elevation)
+    return round(latitude, decimals), round(longitude, decimals), height
+
+
+def location_view(row: Any, decimals: int, exact: bool) -> dict[str, float] | None:
+    """A sensor row's location as a JSON object, rounded unless ``exact``."""
+    if exact:
+        place = (row.latitude, row.longitude, row.elevation)
+        if None in place[:2]:
+            return None
+    else:
+        place = public_location(row.latitude, row.longitude, row.elevation, decimals)
+        if place is None:
+            return None
+    view = {"latitude": place[0], "longitude": place[1]}
+    if place[2] is not None:
+        view["elevation"] = place[2]
+    return view
