@@ -18,6 +18,7 @@ extras["all"] = sorted({req for reqs in extras.values() for req in reqs})
 extras["test"] = [
     "pytest>=7.4",
     "hypothesis>=6.80",
+    "schemathesis>=4.0",
     "requests>=2.28",
     "playwright>=1.40",
     "ruff>=0.4",
