@@ -17,13 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from co2logserver import auth, replay
+from co2logserver import auth, verify
 from co2logserver.errors import (
     ApiError,
-    BadOpenSmogHash,
     BadRequest,
-    Conflict,
-    Forbidden,
     PayloadTooLarge,
 )
 from co2logserver.parsers import Batch, parse_json_document
@@ -367,7 +364,7 @@ def submit_readings(
         sensor = sensor_sql.sensor_to_write(conn, suid)
         fresh = True
         if sensor and sensor.secure:
-            fresh = check_secure_access(
+            fresh = verify.check_secure_access(
                 conn, sensor.registration_id, settings, authorization,
                 raw_body or body, rogue_route, now,
             )  # fmt: skip
@@ -389,90 +386,6 @@ def submit_readings(
         if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
             outbox.enqueue(conn, outbox.READINGS, readings_items(suid, values, new))
     return len(new)
-
-
-def check_secure_access(
-    conn,
-    registration: int,
-    settings: Mapping,
-    authorization: str | None,
-    signed: bytes,
-    rogue_route: bool,
-    now: float,
-) -> bool:
-    """A secure sensor's data comes only through the verified path with its hash.
-
-    Returns ``False`` for an OpenSmogHash2 retry of a request already accepted
-    (answered 200, stores nothing).
-    """
-    if rogue_route:
-        raise Forbidden(
-            "This sensor is registered as secure; post its readings to "
-            "/v1/sensors/<SUID>/readings with an OpenSmogHash"
-        )
-    if authorization is None:
-        raise Forbidden(
-            "This sensor is registered as secure: send "
-            "Authorization: OpenSmogHash2 ts=<unix seconds>,seq=<counter>,"
-            "hash=<sha256(ts:seq: + body + SECRET)> (or OpenSmogHash "
-            "<sha256(body + SECRET)>)"
-        )
-    secret = sensor_sql.registration_secret(conn, registration)
-    if replay.is_v2(authorization):
-        return check_replay_safe(
-            conn, registration, settings, authorization, signed, secret, now
-        )
-    if sensor_sql.signed_window(conn, registration):
-        raise BadOpenSmogHash(
-            "This registration has signed with OpenSmogHash2; plain OpenSmogHash is "
-            "refused for it (a downgrade would allow replays)"
-        )
-    if not auth.opensmog_hash_matches(authorization, signed, secret):
-        raise BadOpenSmogHash(
-            "The OpenSmogHash does not match: send sha256 of the exact body bytes as "
-            "sent (compressed, if gzip) with the SECRET (64 hex characters) appended, "
-            "as hex"
-        )
-    return True
-
-
-def check_replay_safe(
-    conn, registration: int, settings, authorization, signed, secret, now
-) -> bool:
-    """Apply OpenSmogHash2 (SPEC §11): the hash, the clock and the ``seq`` window."""
-    signature = replay.parse(authorization)
-    if signature is None:
-        raise BadOpenSmogHash(
-            "Malformed OpenSmogHash2: send OpenSmogHash2 ts=<unix seconds or 0>,"
-            "seq=<counter>,hash=<64 hex characters>"
-        )
-    if not replay.signs(signature, signed, secret):
-        raise BadOpenSmogHash(
-            'The OpenSmogHash2 does not match: send sha256 of f"{ts}:{seq}:" + the '
-            "exact body bytes as sent + the SECRET, as hex"
-        )
-    problem = replay.clock_problem(
-        signature.ts, now, settings["CO2LOGSERVER_REPLAY_WINDOW"]
-    )
-    if problem:
-        raise BadOpenSmogHash(problem)
-    window = sensor_sql.signed_window(conn, registration)
-    verdict = replay.judge(signature.seq, signature.digest, window)
-    if verdict is replay.Verdict.ACCEPT:
-        first = sensor_sql.remember_seq(
-            conn, registration, signature.seq, signature.digest,
-            replay.forgotten_below(window, signature.seq),
-        )  # fmt: skip
-        if first is None:
-            return True
-        verdict = replay.judge(signature.seq, signature.digest, {signature.seq: first})
-    if verdict is replay.Verdict.RETRY:
-        return False
-    highest = max(window or {signature.seq: ""})
-    raise BadOpenSmogHash(
-        f"seq={signature.seq} was used before or lies below the window (highest "
-        f"accepted seq {highest}, window {replay.WINDOW}); send a higher seq"
-    )
 
 
 def register_rogue(conn, suid: str, now: int) -> int:
@@ -599,7 +512,7 @@ def register_sensor(
     with store.transaction() as conn:
         sensor = sensor_sql.sensor_to_write(conn, suid)
         if sensor and sensor.secure:
-            check_reregistration(
+            verify.check_reregistration(
                 conn, sensor.registration_id, settings, authorization, raw_body or body
             )
         registration = sensor_sql.new_registration(conn, suid, True, secret, now)
@@ -608,41 +521,6 @@ def register_sensor(
             conn, suid, registration, True, metadata, now, exists=sensor is not None
         )
     return secret
-
-
-RECOVERY = (
-    "the operator can reset it (python3 -m co2logserver reset-sensor <SUID>), after "
-    "which an unsigned PUT registers it again"
-)
-
-
-def check_reregistration(
-    conn, registration: int, settings: Mapping, authorization, signed: bytes
-) -> None:
-    """Apply ``CO2LOGSERVER_ALLOW_REREGISTRATION`` to a PUT for a secure sensor.
-
-    :raise Conflict: 409 saying how to recover.
-    """
-    policy = settings["CO2LOGSERVER_ALLOW_REREGISTRATION"]
-    if policy is True:
-        return
-    if policy is False:
-        raise Conflict(
-            "This sensor is already registered and re-registration is off; " + RECOVERY
-        )
-    if authorization is None:
-        raise Conflict(
-            "This sensor is registered as secure: sign the PUT with its current SECRET "
-            "(Authorization: OpenSmogHash <sha256(body + SECRET)>) to rotate the "
-            "SECRET; if the SECRET is lost, " + RECOVERY
-        )
-    secret = sensor_sql.registration_secret(conn, registration)
-    if not auth.opensmog_hash_matches(authorization, signed, secret):
-        raise Conflict(
-            "The OpenSmogHash of this PUT does not match the sensor's current SECRET "
-            "(sha256 of the exact body bytes + SECRET); if the SECRET is lost, "
-            + RECOVERY
-        )
 
 
 def reset_sensor(store: Store, suid: str) -> bool:

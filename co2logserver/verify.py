@@ -1,0 +1,135 @@
+"""Who may write for a secure sensor: the authorization rules of SPEC §6 and §11.
+
+Applied by :mod:`co2logserver.ingest` inside the write transaction, because the
+OpenSmogHash2 window they update must change together with the readings it admits.
+Readings: the OpenSmogHash or OpenSmogHash2 of the current SECRET, never on the rogue
+route, no downgrade once OpenSmogHash2 was used. Re-registration: by default only a
+PUT signed with the current SECRET (a device rotating it). No Flask here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from co2logserver import auth, replay
+from co2logserver.errors import BadOpenSmogHash, Conflict, Forbidden
+from co2logserver.store import sensors as sensor_sql
+
+
+def check_secure_access(
+    conn,
+    registration: int,
+    settings: Mapping,
+    authorization: str | None,
+    signed: bytes,
+    rogue_route: bool,
+    now: float,
+) -> bool:
+    """A secure sensor's data comes only through the verified path with its hash.
+
+    Returns ``False`` for an OpenSmogHash2 retry of a request already accepted
+    (answered 200, stores nothing).
+    """
+    if rogue_route:
+        raise Forbidden(
+            "This sensor is registered as secure; post its readings to "
+            "/v1/sensors/<SUID>/readings with an OpenSmogHash"
+        )
+    if authorization is None:
+        raise Forbidden(
+            "This sensor is registered as secure: send "
+            "Authorization: OpenSmogHash2 ts=<unix seconds>,seq=<counter>,"
+            "hash=<sha256(ts:seq: + body + SECRET)> (or OpenSmogHash "
+            "<sha256(body + SECRET)>)"
+        )
+    secret = sensor_sql.registration_secret(conn, registration)
+    if replay.is_v2(authorization):
+        return check_replay_safe(
+            conn, registration, settings, authorization, signed, secret, now
+        )
+    if sensor_sql.signed_window(conn, registration):
+        raise BadOpenSmogHash(
+            "This registration has signed with OpenSmogHash2; plain OpenSmogHash is "
+            "refused for it (a downgrade would allow replays)"
+        )
+    if not auth.opensmog_hash_matches(authorization, signed, secret):
+        raise BadOpenSmogHash(
+            "The OpenSmogHash does not match: send sha256 of the exact body bytes as "
+            "sent (compressed, if gzip) with the SECRET (64 hex characters) appended, "
+            "as hex"
+        )
+    return True
+
+
+def check_replay_safe(
+    conn, registration: int, settings, authorization, signed, secret, now
+) -> bool:
+    """Apply OpenSmogHash2 (SPEC §11): the hash, the clock and the ``seq`` window."""
+    signature = replay.parse(authorization)
+    if signature is None:
+        raise BadOpenSmogHash(
+            "Malformed OpenSmogHash2: send OpenSmogHash2 ts=<unix seconds or 0>,"
+            "seq=<counter>,hash=<64 hex characters>"
+        )
+    if not replay.signs(signature, signed, secret):
+        raise BadOpenSmogHash(
+            'The OpenSmogHash2 does not match: send sha256 of f"{ts}:{seq}:" + the '
+            "exact body bytes as sent + the SECRET, as hex"
+        )
+    problem = replay.clock_problem(
+        signature.ts, now, settings["CO2LOGSERVER_REPLAY_WINDOW"]
+    )
+    if problem:
+        raise BadOpenSmogHash(problem)
+    window = sensor_sql.signed_window(conn, registration)
+    verdict = replay.judge(signature.seq, signature.digest, window)
+    if verdict is replay.Verdict.ACCEPT:
+        first = sensor_sql.remember_seq(
+            conn, registration, signature.seq, signature.digest,
+            replay.forgotten_below(window, signature.seq),
+        )  # fmt: skip
+        if first is None:
+            return True
+        verdict = replay.judge(signature.seq, signature.digest, {signature.seq: first})
+    if verdict is replay.Verdict.RETRY:
+        return False
+    highest = max(window or {signature.seq: ""})
+    raise BadOpenSmogHash(
+        f"seq={signature.seq} was used before or lies below the window (highest "
+        f"accepted seq {highest}, window {replay.WINDOW}); send a higher seq"
+    )
+
+
+RECOVERY = (
+    "the operator can reset it (python3 -m co2logserver reset-sensor <SUID>), after "
+    "which an unsigned PUT registers it again"
+)
+
+
+def check_reregistration(
+    conn, registration: int, settings: Mapping, authorization, signed: bytes
+) -> None:
+    """Apply ``CO2LOGSERVER_ALLOW_REREGISTRATION`` to a PUT for a secure sensor.
+
+    :raise Conflict: 409 saying how to recover.
+    """
+    policy = settings["CO2LOGSERVER_ALLOW_REREGISTRATION"]
+    if policy is True:
+        return
+    if policy is False:
+        raise Conflict(
+            "This sensor is already registered and re-registration is off; " + RECOVERY
+        )
+    if authorization is None:
+        raise Conflict(
+            "This sensor is registered as secure: sign the PUT with its current SECRET "
+            "(Authorization: OpenSmogHash <sha256(body + SECRET)>) to rotate the "
+            "SECRET; if the SECRET is lost, " + RECOVERY
+        )
+    secret = sensor_sql.registration_secret(conn, registration)
+    if not auth.opensmog_hash_matches(authorization, signed, secret):
+        raise Conflict(
+            "The OpenSmogHash of this PUT does not match the sensor's current SECRET "
+            "(sha256 of the exact body bytes + SECRET); if the SECRET is lost, "
+            + RECOVERY
+        )
