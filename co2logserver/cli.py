@@ -109,13 +109,13 @@ def main(ctx, bind, port, dbfile, config_file, verbose, debug, threaded, process
 @click.pass_context
 def reset_sensor_command(ctx, suid):
     """End a sensor's registration so it may register (PUT) again."""
-    from co2logserver import ingest
+    from co2logserver import registration
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store
 
     app = build_app(ctx)
     try:
-        existed = ingest.reset_sensor(get_store(app), suid)
+        existed = registration.reset_sensor(get_store(app), suid)
     except ApiError as error:
         raise click.ClickException(error.message) from None
     if not existed:

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from co2logserver import replay
 from co2logserver.replay import WINDOW, Verdict, judge
+from co2logserver.store import get_store
 from tests.conftest import SensorActions, observations
 
 EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "opensmog_hash2"
@@ -111,7 +113,8 @@ def run(requests: list[tuple[int, str]]) -> list[Verdict]:
         if verdict is Verdict.ACCEPT:
             accepted[seq] = digest
             limit = replay.forgotten_below(accepted, seq)
-            accepted = {s: d for s, d in accepted.items() if s > limit}
+            if limit is not None:
+                accepted = {s: d for s, d in accepted.items() if s > limit}
         verdicts.append(verdict)
     return verdicts
 
@@ -307,3 +310,14 @@ def test_every_v1_answer_tells_the_time(app):
         client.get("/v1/sensors"),
     ):
         assert abs(int(response.headers["X-OpenSmog-Time"]) - time.time()) < 5
+
+
+def test_the_window_table_stays_bounded(make_app):
+    device = Device(make_app())
+    for seq in range(3 * WINDOW):
+        assert device.post(aged(seq), seq=seq).status_code == 200
+    with get_store(device.client.application).engine.connect() as conn:
+        kept = conn.execute(text("SELECT min(seq), count(*) FROM signed_seqs")).one()
+    assert kept[1] < 2 * WINDOW
+    assert kept[0] > 3 * WINDOW - 1 - 2 * WINDOW
+    assert device.post(aged(0), seq=2 * WINDOW - 1).status_code == 401

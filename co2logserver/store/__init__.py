@@ -179,10 +179,10 @@ class Store:
                 conn.execution_options(write=True)
                 with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
+            self.data.settled(committed=True)
         except BaseException as error:
-            # The transaction rolled back, and with it any column it added: the
-            # cached columns must not remember them (they are reflected afresh).
-            self.data.forget()
+            # The transaction rolled back, and with it any column it added.
+            self.data.settled(committed=False)
             if self.is_outage(error):
                 raise self.unavailable(error) from error
             raise

@@ -116,6 +116,7 @@ class DataTable:
         self.max_new = settings["CO2LOGSERVER_MAX_NEW_COLUMNS"]
         self.max_columns = settings["CO2LOGSERVER_MAX_COLUMNS"]
         self.columns = Columns()
+        self._altered = False  # DDL ran in the current write transaction
         self._inserts: dict[tuple, str] = {}
 
     def ensure(self, conn: Connection) -> None:
@@ -139,9 +140,15 @@ class DataTable:
         )
         return self.columns
 
-    def forget(self) -> None:
-        """Drop the cached columns after a rollback; the next write reflects them."""
-        self.columns = Columns()
+    def settled(self, committed: bool) -> None:
+        """End of a write transaction: forget columns that a rollback undid.
+
+        Only a transaction that ran DDL can leave the cache ahead of the database,
+        so a refused request without DDL costs no reflection afterwards.
+        """
+        if self._altered and not committed:
+            self.columns = Columns()  # the next write reflects the table afresh
+        self._altered = False
 
     def unknown(self, names: Iterable[str]) -> list[str]:
         """Names the table (as last reflected) does not have."""
@@ -185,6 +192,7 @@ class DataTable:
                 f"ALTER TABLE {quote(self.name)} ADD COLUMN{exists} "
                 f"{quote(name)} {types_[kind]}"
             )
+        self._altered = True
         self.reflect(conn)
 
     def fit_column(self, conn: Connection, name: str, values: list) -> list:
@@ -226,6 +234,7 @@ class DataTable:
             f"ALTER TABLE {quote(self.name)} ALTER COLUMN {target} "
             "TYPE DOUBLE PRECISION"
         )
+        self._altered = True
         self.reflect(conn)
 
     def insert(self, conn: Connection, batch, automatic: Mapping[str, Any]) -> int:

@@ -57,7 +57,8 @@ registrations = Table(
 )
 
 #: OpenSmogHash2's window: the ``seq`` values a registration has signed with, the
-#: highest one and those at most 64 below it (older rows are deleted). Kept in the
+#: highest one and those at most 64 below it (older rows are deleted in batches, see
+#: replay.forgotten_below). Kept in the
 #: database, written in the transaction of the readings, so every worker and host
 #: shares one truth that survives restarts.
 signed_seqs = Table(

@@ -202,7 +202,11 @@ def signed_window(conn: Connection, registration_id: int) -> dict[int, str]:
 
 
 def remember_seq(
-    conn: Connection, registration_id: int, seq: int, digest: str, forget_upto: int
+    conn: Connection,
+    registration_id: int,
+    seq: int,
+    digest: str,
+    forget_upto: int | None,
 ) -> str | None:
     """Record an accepted ``seq``; return ``None``, or the hash stored first for it.
 
@@ -222,6 +226,8 @@ def remember_seq(
             )
         ).first()
         return row[0] if row else ""  # pruned meanwhile: below the window
+    if forget_upto is None:
+        return None
     conn.execute(
         delete(signed_seqs).where(
             (signed_seqs.c.registration_id == registration_id)

@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from co2logserver import auth, ingest, limits, metrics, readback
+from co2logserver import auth, ingest, limits, metrics, readback, registration
 from co2logserver.web import export
 from co2logserver.web.common import request_bodies, settings, store
 
@@ -37,7 +37,7 @@ def decimals() -> int:
 def register(suid: str):
     """Register a sensor; the reply is its new SECRET, shown this once."""
     raw, body = request_bodies()
-    secret = ingest.register_sensor(
+    secret = registration.register_sensor(
         store(),
         settings(),
         suid,

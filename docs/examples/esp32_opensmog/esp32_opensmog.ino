@@ -39,6 +39,7 @@
 #include <esp_random.h>
 #include <math.h>
 #include <time.h>
+#include <sys/time.h>
 
 #include "mbedtls/md.h"
 
