@@ -4,7 +4,7 @@ Every reading the sensor API stores is one of these quantities: its name on the 
 the small integer stored in ``readings.type`` (codes are never reused or renumbered,
 so a database of any version reads back the same), its unit and a human title.
 Ingest, readback, the dashboard and forwarding all look quantities up here; protocol
-adapters (SPEC §9) will map their own field names onto them through ``aliases``.
+adapters (SPEC §9) will map their own field names onto these names.
 
 It also owns where a sensor is shown: :func:`public_location` rounds a private
 position to ``CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS`` for every public use (API,
@@ -13,23 +13,18 @@ pages, OpenSenseMap). Imports nothing of the package.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Quantity:
-    """One physical quantity: wire name, stored code, unit and display title.
-
-    ``aliases`` maps a protocol name (``"airrohr"``, ``"influx"``, …) to the field
-    names that protocol uses for this quantity; filled by the protocols issue.
-    """
+    """One physical quantity: wire name, stored code, unit and display title."""
 
     name: str
     code: int
     unit: str
     title: str
-    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
 
 _QUANTITIES = (

@@ -42,12 +42,12 @@ def check_secure_access(
             "hash=<sha256(ts:seq: + body + SECRET)> (or OpenSmogHash "
             "<sha256(body + SECRET)>)"
         )
-    secret = sensor_sql.registration_secret(conn, registration)
+    secret, signs_v2 = sensor_sql.registration_credentials(conn, registration)
     if replay.is_v2(authorization):
         return check_replay_safe(
             conn, registration, settings, authorization, signed, secret, now
         )
-    if sensor_sql.signed_window(conn, registration):
+    if signs_v2:
         raise BadOpenSmogHash(
             "This registration has signed with OpenSmogHash2; plain OpenSmogHash is "
             "refused for it (a downgrade would allow replays)"

@@ -53,6 +53,23 @@ def registration_secret(conn: Connection, registration_id: int) -> str | None:
     return row[0] if row else None
 
 
+def registration_credentials(
+    conn: Connection, registration_id: int
+) -> tuple[str | None, bool]:
+    """The SECRET of a registration and whether it has signed with OpenSmogHash2.
+
+    One round trip on the hot path of every verified post: the second answer is
+    what refuses a downgrade to plain OpenSmogHash.
+    """
+    row = quiet(
+        conn,
+        "SELECT secret, EXISTS (SELECT 1 FROM signed_seqs WHERE registration_id = ?)"
+        " FROM registrations WHERE id = ?",
+        (registration_id, registration_id),
+    )
+    return (row[0], bool(row[1])) if row else (None, False)
+
+
 def forget_old_secrets(conn: Connection, suid: str, registration_id: int) -> None:
     """Clear the SECRETs of a sensor's earlier registrations (out of backups too)."""
     quiet(
