@@ -26,6 +26,13 @@ def db_app(any_db_app):
     return any_db_app()
 
 
+def first_post(app, node: str) -> None:
+    """A node's SDS sensor posts once (a rogue sensor now, with an alias)."""
+    now = int(time.time())
+    device = airrohr(node, "SDS", (now - 60, "PM10", 1))
+    assert submit(app, DeviceRequest("airrohr", [device])).stored == 1
+
+
 def submit(app, request: DeviceRequest):
     return devices.submit_devices(get_store(app), app.config, request)
 
@@ -119,7 +126,7 @@ def test_secure_sensor_needs_its_secret_in_the_slot(db_app):
     name = "airrohr:esp8266-7:SDS"
     suid = devices.suid_for(name)
     client = db_app.test_client()
-    assert submit(db_app, DeviceRequest("airrohr", [airrohr("esp8266-7", "SDS", (now, "PM10", 1))])).stored == 1  # fmt: skip
+    first_post(db_app, "esp8266-7")
     secret = client.put(f"/v1/sensors/{suid}", json={}).get_data(as_text=True)
     assert len(secret) == 64
 
@@ -140,7 +147,7 @@ def test_one_bad_device_stores_nothing_of_the_request(db_app):
     now = int(time.time())
     name = "airrohr:esp8266-8:SDS"
     client = db_app.test_client()
-    submit(db_app, DeviceRequest("airrohr", [airrohr("esp8266-8", "SDS", (now, "PM10", 1))]))  # fmt: skip
+    first_post(db_app, "esp8266-8")
     client.put(f"/v1/sensors/{devices.suid_for(name)}", json={})
     request = DeviceRequest(
         "airrohr",
@@ -193,7 +200,7 @@ def test_a_rolled_back_learned_quantity_is_forgotten(app):
     now = int(time.time())
     client = app.test_client()
     secure = "airrohr:esp8266-9:SDS"
-    submit(app, DeviceRequest("airrohr", [airrohr("esp8266-9", "SDS", (now, "PM10", 1))]))  # fmt: skip
+    first_post(app, "esp8266-9")
     client.put(f"/v1/sensors/{devices.suid_for(secure)}", json={})
     refused = DeviceRequest(
         "airrohr",
@@ -223,6 +230,19 @@ def test_a_1_0_dev_database_gains_the_alias_column(db_path, build_app):
         conn.execute("ALTER TABLE sensors DROP COLUMN alias")
     app = build_app({"DB": db_path})
     now = int(time.time())
-    submit(app, DeviceRequest("lorawan", [DeviceReadings("lorawan:01", [(now, "TEMP", 1)])]))  # fmt: skip
+    device = DeviceReadings("lorawan:01", [(now, "TEMP", 1)])
+    submit(app, DeviceRequest("lorawan", [device]))
     sensors = app.test_client().get("/v1/sensors").json["sensors"]
     assert sorted(str(s["alias"]) for s in sensors) == ["None", "lorawan:01"]
+
+
+def test_documented_vectors_are_the_server_s(tmp_path):
+    """Every SUID in docs/protocols/devices.rst is what the server computes."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs/protocols/devices.rst").read_text()
+    pairs = re.findall(r"\* - ``([a-z0-9]+:[^`]+)``\n\s+- ``([0-9a-f-]{36})``", page)
+    assert len(pairs) >= 4
+    for name, suid in pairs:
+        assert devices.suid_for(name) == suid, name
