@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
@@ -23,6 +24,7 @@ from sqlalchemy.engine import make_url
 from co2logserver.errors import StorageUnavailable
 from co2logserver.store import schema, writer_lock
 from co2logserver.store.columns import DataTable
+from co2logserver.store.prepared import driver_rows, placeholders
 from co2logserver.store.quantities import Quantities
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,41 @@ def postgres_engine(url: str) -> Engine:
     )
 
 
+#: The spool record the current write transaction applies (SPEC §10), if any.
+APPLYING: ContextVar[str | None] = ContextVar("co2logserver_applying", default=None)
+
+
+class AlreadyApplied(Exception):
+    """The spool record this transaction applies was applied before."""
+
+
+@contextmanager
+def applying(record_id: str) -> Iterator[None]:
+    """Make the write transactions in this block record ``record_id`` as applied.
+
+    The mark is written in the same transaction as the record's data, so a crash
+    between the two cannot apply a record twice.
+    """
+    token = APPLYING.set(record_id)
+    try:
+        yield
+    finally:
+        APPLYING.reset(token)
+
+
+def mark_applied(conn: Connection) -> None:
+    """Insert the current spool record's mark; :raise AlreadyApplied: if present."""
+    record_id = APPLYING.get()
+    if record_id is None:
+        return
+    sql = (
+        f"INSERT INTO spool_applied (id) VALUES ({placeholders(conn, 1)}) "
+        "ON CONFLICT DO NOTHING RETURNING id"
+    )
+    if not driver_rows(conn, sql, [record_id]):
+        raise AlreadyApplied(record_id)
+
+
 #: Columns of ``sensors`` that databases of earlier versions lack, with their DDL.
 ADDED_SENSOR_COLUMNS = {"alias": "TEXT"}
 
@@ -156,6 +193,9 @@ class Store:
         )
         self.data = DataTable(settings["CO2LOGSERVER_DATA_TABLE_NAME"], settings)
         self.quantities = Quantities()
+        #: SUID -> verify.Credentials of the sensors this worker has seen: lets the
+        #: spool verify signed posts while the database is away (SPEC §10).
+        self.registrations: dict[str, Any] = {}
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
@@ -203,6 +243,7 @@ class Store:
                 conn.execution_options(write=True)
                 with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
+                    mark_applied(conn)
             self.data.settled(committed=True)
             self.quantities.settled(committed=True)
         except BaseException as error:
