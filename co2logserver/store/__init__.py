@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from co2logserver.errors import StorageUnavailable
 from co2logserver.store import schema, writer_lock
 from co2logserver.store.columns import DataTable
-from co2logserver.store.prepared import driver_rows, placeholders
+from co2logserver.store.prepared import driver_cursor, driver_rows, placeholders
 from co2logserver.store.quantities import Quantities
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,13 @@ def mark_applied(conn: Connection) -> None:
         raise AlreadyApplied(record_id)
 
 
+def forget_marks(conn: Connection, prefix: str) -> None:
+    """Delete the applied marks of a spool segment that is gone."""
+    sql = f"DELETE FROM spool_applied WHERE id LIKE {placeholders(conn, 1)}"
+    with driver_cursor(conn) as cursor:
+        cursor.execute(sql, (prefix.replace("%", "") + "%",))
+
+
 #: Columns of ``sensors`` that databases of earlier versions lack, with their DDL.
 ADDED_SENSOR_COLUMNS = {"alias": "TEXT"}
 
@@ -196,6 +203,9 @@ class Store:
         #: SUID -> verify.Credentials of the sensors this worker has seen: lets the
         #: spool verify signed posts while the database is away (SPEC §10).
         self.registrations: dict[str, Any] = {}
+        #: The spool and its applier (co2logserver.spool, .applier), set by the app.
+        self.spool: Any = None
+        self.applier: Any = None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
