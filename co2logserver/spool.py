@@ -112,6 +112,7 @@ class Spool:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._segment: tuple[int, int] | None = None  # (pid, fd)
+        self._refused_at_bytes: int | None = None  # size when it last was full
 
     @classmethod
     def from_settings(cls, settings: Mapping, database_url: str) -> Spool | None:
@@ -150,8 +151,11 @@ class Spool:
             cannot be written.
         """
         data = encode(Record("", received_at, kind, args))
-        if self.status().bytes + len(data) > self.max_bytes:
+        size = self.status().bytes
+        if size + len(data) > self.max_bytes:
+            self._refused_at_bytes = size
             raise self.refusal("the spool is full (CO2LOGSERVER_SPOOL_MAX_BYTES)")
+        self._refused_at_bytes = None
         try:
             with self._lock:
                 self._write(data)
@@ -196,6 +200,11 @@ class Spool:
             f"The database is unavailable and {why}; retry later. Nothing was stored.",
             headers={"Retry-After": "30"},
         )
+
+    def accepting(self, size: int) -> bool:
+        """Whether a request would still fit (as far as this process has seen)."""
+        full = self._refused_at_bytes is not None and size >= self._refused_at_bytes
+        return size < self.max_bytes and not full
 
     def segments(self) -> list[Path]:
         """Segment files, oldest first."""

@@ -244,6 +244,7 @@ class Store:
         self.ensure_schema()
         with self._write() as conn:
             yield conn
+            mark_applied(conn)  # in a spool record's transaction (not the schema's)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -253,7 +254,6 @@ class Store:
                 conn.execution_options(write=True)
                 with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
-                    mark_applied(conn)
             self.data.settled(committed=True)
             self.quantities.settled(committed=True)
         except BaseException as error:

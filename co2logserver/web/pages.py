@@ -67,7 +67,7 @@ def spool_view() -> dict | None:
         "segments": status.segments,
         "oldest_age_seconds": None if age is None else round(age, 1),
         "max_bytes": spool.max_bytes,
-        "accepting": status.bytes < spool.max_bytes,
+        "accepting": spool.accepting(status.bytes),
     }
 
 
