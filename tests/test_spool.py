@@ -62,6 +62,15 @@ def sign(body: bytes, secret: str) -> str:
     return "OpenSmogHash " + hashlib.sha256(body + secret.encode()).hexdigest()
 
 
+def rogue_post(client, suid: str, body: bytes):
+    return client.post(f"/rogue/v1/sensors/{suid}/readings", data=body)
+
+
+def signed_post(client, suid: str, body: bytes, secret: str, **headers):
+    headers["Authorization"] = sign(body, secret)
+    return client.post(f"/v1/sensors/{suid}/readings", data=body, headers=headers)
+
+
 @pytest.fixture
 def spool_app(postgres_server, build_app, tmp_path):
     """An app on the stoppable PostgreSQL, its spool in a fresh directory."""
@@ -75,33 +84,27 @@ def test_outage_is_bridged_and_applied_once_in_order(
     secure, rogue = str(uuid.uuid4()), str(uuid.uuid4())
     secret = client.put(f"/v1/sensors/{secure}", json={}).get_data(as_text=True)
     first = observations(TS)
-    assert client.post(f"/v1/sensors/{secure}/readings", data=first,
-                       headers={"Authorization": sign(first, secret)}).status_code == 200  # fmt: skip
+    assert signed_post(client, secure, first, secret).status_code == 200
     marker = f"m-{uuid.uuid4().hex}"
 
     postgres_server.stop()
     during = []
     for n in range(1, 6):
         body = observations(TS + n)
-        during.append(
-            client.post(f"/v1/sensors/{secure}/readings", data=body,
-                        headers={"Authorization": sign(body, secret)})
-        )  # fmt: skip
-        during.append(client.post(f"/rogue/v1/sensors/{rogue}/readings", data=body))
+        during.append(signed_post(client, secure, body, secret))
+        during.append(rogue_post(client, rogue, body))
         during.append(client.post("/upload", json={"marker": [marker]}))
     assert [r.status_code for r in during] == [200] * 15, [r.data for r in during]
     upload = during[2].get_json()
     assert upload == {"saved-in-db": 1}
     # What would have been a 4xx is one now, and is not spooled.
     bad = observations(TS + 9)
-    assert client.post(f"/v1/sensors/{secure}/readings", data=bad,
-                       headers={"Authorization": sign(bad, "0" * 64)}).status_code == 401  # fmt: skip
+    assert signed_post(client, secure, bad, "0" * 64).status_code == 401
     assert client.post(f"/v1/sensors/{secure}/readings", data=bad).status_code == 403
-    assert client.post(f"/rogue/v1/sensors/{rogue}/readings", data=b"[{}]").status_code == 400  # fmt: skip
+    assert rogue_post(client, rogue, b"[{}]").status_code == 400
     assert client.post("/upload", json={"Bad Name!": [1]}).status_code == 400
     # A signed post of a sensor this worker never saw cannot be verified: 503.
-    unknown = client.post(f"/v1/sensors/{uuid.uuid4()}/readings", data=bad,
-                          headers={"Authorization": sign(bad, secret)})  # fmt: skip
+    unknown = signed_post(client, str(uuid.uuid4()), bad, secret)
     assert unknown.status_code == 503 and unknown.headers["Retry-After"]
     # Registration and reads need the database.
     assert client.put(f"/v1/sensors/{uuid.uuid4()}", json={}).status_code == 503
@@ -168,9 +171,9 @@ def test_unapplied_records_survive_sigkill(postgres_server, tmp_path):
 def test_torn_tail_is_skipped_with_a_log_line(spool_app, postgres_server, tmp_path):
     client = spool_app.test_client()
     suid = str(uuid.uuid4())
-    assert client.post(f"/rogue/v1/sensors/{suid}/readings", data=observations(TS)).status_code == 200  # fmt: skip
+    assert rogue_post(client, suid, observations(TS)).status_code == 200
     postgres_server.stop()
-    assert client.post(f"/rogue/v1/sensors/{suid}/readings", data=observations(TS + 1)).status_code == 200  # fmt: skip
+    assert rogue_post(client, suid, observations(TS + 1)).status_code == 200
     # A crash in the middle of the next write: a header and half a body.
     segment = next((tmp_path / "spool").glob("*.seg"))
     with segment.open("ab") as out:
@@ -273,11 +276,11 @@ def test_rejected_when_applied_is_kept_in_the_log(
     """
     client = spool_app.test_client()
     suid = str(uuid.uuid4())
-    assert client.post(f"/rogue/v1/sensors/{suid}/readings", data=observations(TS)).status_code == 200  # fmt: skip
+    assert rogue_post(client, suid, observations(TS)).status_code == 200
     other = build_app({"DB": postgres_server.url, "SPOOL_MAX_BYTES": 0})
     assert other.test_client().put(f"/v1/sensors/{suid}", json={}).status_code == 200
     postgres_server.stop()
-    assert client.post(f"/rogue/v1/sensors/{suid}/readings", data=observations(TS + 1)).status_code == 200  # fmt: skip
+    assert rogue_post(client, suid, observations(TS + 1)).status_code == 200
     postgres_server.start()
     wait_for(lambda: not list((tmp_path / "spool").glob("*.seg")))
     assert readings_of(postgres_server.url, suid) == 2
@@ -293,14 +296,11 @@ def test_spooled_json_is_byte_identical(spool_app, postgres_server, tmp_path):
     suid = str(uuid.uuid4())
     secret = client.put(f"/v1/sensors/{suid}", json={}).get_data(as_text=True)
     warm = observations(TS)
-    client.post(f"/v1/sensors/{suid}/readings", data=warm,
-                headers={"Authorization": sign(warm, secret)})  # fmt: skip
+    assert signed_post(client, suid, warm, secret).status_code == 200
     postgres_server.stop()
-    body = gzip.compress(json.dumps([{"timestamp": TS + 1, "readings": {"CO2": 415}}]).encode())  # fmt: skip
-    reply = client.post(
-        f"/v1/sensors/{suid}/readings", data=body,
-        headers={"Authorization": sign(body, secret), "Content-Encoding": "gzip"},
-    )  # fmt: skip
+    payload = [{"timestamp": TS + 1, "readings": {"CO2": 415}}]
+    body = gzip.compress(json.dumps(payload).encode())
+    reply = signed_post(client, suid, body, secret, **{"Content-Encoding": "gzip"})
     assert reply.status_code == 200, reply.data
     postgres_server.start()
     wait_for(lambda: readings_of(postgres_server.url, suid) == 3)
