@@ -10,8 +10,11 @@ ESP8266 core's HTTPClient (platform espressif8266@2.6.2, core 2.7.4), whose
 ``User-Agent`` (``<version>/<chip>/<mac>``), ``Connection: close``,
 ``Accept-Encoding``, ``Authorization: Basic`` (only when the custom API's User or
 Password is set), then the added headers in order: ``Content-Type``, ``X-Sensor``,
-``X-MAC-ID``, ``Content-Length``. Captures of such requests are in
-``tests/data/airrohr``; :func:`request_bytes` rebuilds them byte for byte.
+``X-MAC-ID``, ``Content-Length``. The ESP32 core's HTTPClient (espressif32@1.11.1)
+writes the same lines; an ESP32 node is ``esp32-<chip id in hex>`` and, as the
+firmware sets its MAC id only on the ESP8266, sends an empty one. Captures of such
+requests are in ``tests/data/airrohr``; :func:`request_bytes` rebuilds them byte for
+byte.
 """
 
 from __future__ import annotations

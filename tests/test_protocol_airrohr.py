@@ -228,6 +228,24 @@ def test_gps_without_a_fix_stores_the_readings_and_no_location(live):
     }
 
 
+def test_an_esp32_node_is_named_by_its_x_sensor(live):
+    raw = capture("esp32-a1b2c3d4e5f6-sps30-sht3x.http")
+    assert b"\r\nX-MAC-ID: esp32-\r\n" in raw
+    assert_stored_empty_200(send(live.url, raw))
+    found = sensors_of(live.url, "esp32-a1b2c3d4e5f6")
+    assert sorted(found) == [
+        "airrohr:esp32-a1b2c3d4e5f6:NODE",
+        "airrohr:esp32-a1b2c3d4e5f6:SHT3X",
+        "airrohr:esp32-a1b2c3d4e5f6:SPS30",
+    ]
+    sps30 = found["airrohr:esp32-a1b2c3d4e5f6:SPS30"]
+    assert sps30["suid"] == "1ef50376-2c8a-5dff-ac12-dd048e08a4da"  # docs vector
+    assert values_of(live.url, "airrohr:esp32-a1b2c3d4e5f6:SHT3X") == {
+        "TEMP": (17.35, "°C"),
+        "HUM": (72.4, "%"),
+    }
+
+
 def test_a_secure_sensor_needs_its_secret_as_the_basic_password(live):
     chip, sds = "4444444", "airrohr:esp8266-4444444:SDS"
     node = "airrohr:esp8266-4444444:NODE"
