@@ -546,3 +546,26 @@ def test_an_empty_password_is_no_credential(client):
 def test_only_post_is_routed(client):
     assert client.get(PATH).status_code == 405
     assert client.post(PATH + "/").status_code == 404
+
+
+@pytest.mark.postgres
+def test_a_database_outage_is_503_with_retry_after(postgres_server, build_app):
+    client = build_app({"DB": postgres_server.url, "RETRY_AFTER": 7}).test_client()
+    node = f"esp8266-{uuid.uuid4().int % 10**9}"
+    body = body_bytes(node.removeprefix("esp8266-"), [("SDS_P1", "5.00")])
+    assert post(client, body, sensor=node).status_code == 200
+    postgres_server.stop()
+    try:
+        down = post(client, body, sensor=node)
+        assert down.status_code == 503
+        assert down.headers["Retry-After"] == "7"
+        assert "error" in down.json
+    finally:
+        postgres_server.start()
+    time.sleep(1.05)
+    assert post(client, body, sensor=node).status_code == 200
+    assert len(readings_via(client, f"airrohr:{node}:SDS")) == 2
+
+
+def readings_via(client, name: str) -> list[dict]:
+    return client.get(f"/v1/sensors/{suid_for(name)}/readings").json["readings"]

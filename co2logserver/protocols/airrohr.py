@@ -271,33 +271,8 @@ def parse_push(body: bytes, headers: Mapping[str, str], now: int) -> AirrohrPush
     values = data_values(document)
     node = node_id(headers, document)
     credential = basic_password(headers.get("Authorization"))
-    devices: dict[str, DeviceReadings] = {}
-    stored_as: dict[tuple[str, str], str] = {}
-    gps: dict[int, float] = {}
-    ignored = 0
-    for kind, value in values:
-        key = kind.lower()
-        if key in IGNORED_VALUES:
-            ignored += 1
-            continue
-        if key in LOCATION_PARTS:
-            gps[LOCATION_PARTS[key]] = value
-            continue
-        device_type = sensor_type(kind)
-        name, scale = quantity(kind)
-        if (device_type, name) in stored_as:
-            raise BadRequest(
-                f"value_types {stored_as[device_type, name]} and {kind} are both "
-                f"{name} of sensor {device_type}: send one"
-            )
-        stored_as[device_type, name] = kind
-        device_name = f"{PROTOCOL}:{node}:{device_type}"
-        device = devices.setdefault(device_name, DeviceReadings(device_name))
-        if scale != 1.0:  # Pa with 2 decimals is hPa with 4: no float noise
-            value = round(value * scale, 6)
-        device.readings.append((now, name, value))
+    devices, gps, ignored = node_devices(node, values, now)
     location, left_out = node_location(gps)
-    ignored += left_out
     if location is not None:
         if not devices:  # a GPS-only push: the node itself is where it is
             name = f"{PROTOCOL}:{node}:NODE"
@@ -307,4 +282,38 @@ def parse_push(body: bytes, headers: Mapping[str, str], now: int) -> AirrohrPush
     request = DeviceRequest(
         PROTOCOL, list(devices.values()), credential, credential_hint=CREDENTIAL_HINT
     )
-    return AirrohrPush(request, node, ignored)
+    return AirrohrPush(request, node, ignored + left_out)
+
+
+def node_devices(
+    node: str, values: list[tuple[str, float | None]], now: int
+) -> tuple[dict[str, DeviceReadings], dict[int, float], int]:
+    """The node's sensors by device name, its GPS values, and the ignored count.
+
+    :raise BadRequest: when two value_types would be one quantity of one sensor.
+    """
+    devices: dict[str, DeviceReadings] = {}
+    sent_as: dict[tuple[str, str], str] = {}
+    gps: dict[int, float] = {}
+    ignored = 0
+    for kind, value in values:
+        key = kind.lower()
+        if key in IGNORED_VALUES or value is None:
+            ignored += 1
+            continue
+        if key in LOCATION_PARTS:
+            gps[LOCATION_PARTS[key]] = value
+            continue
+        device_type, (name, scale) = sensor_type(kind), quantity(kind)
+        if (device_type, name) in sent_as:
+            raise BadRequest(
+                f"value_types {sent_as[device_type, name]} and {kind} are both "
+                f"{name} of sensor {device_type}: send one"
+            )
+        sent_as[device_type, name] = kind
+        device_name = f"{PROTOCOL}:{node}:{device_type}"
+        device = devices.setdefault(device_name, DeviceReadings(device_name))
+        if scale != 1.0:  # Pa with 2 decimals is hPa with 4: no float noise
+            value = round(value * scale, 6)
+        device.readings.append((now, name, value))
+    return devices, gps, ignored
