@@ -136,11 +136,13 @@ def register_device_command(ctx, alias):
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store
 
-    app = build_app(ctx)
+    store = get_store(build_app(ctx))
     try:
-        secret, suids = registration.register_device(get_store(app), alias)
+        secret, suids = registration.register_device(store, alias)
     except ApiError as error:
         raise click.ClickException(error.message) from None
+    finally:
+        store.dispose()
     for suid in suids:
         click.echo(f"registered {suid} as secure", err=True)
     click.echo(secret)
