@@ -166,9 +166,7 @@ def register_device(store: Store, alias: str) -> tuple[str, list[str]]:
                 conn, suid, registration, True, None, now, exists=row is not None
             )
             if row is None:
-                sensor_sql.describe_device(
-                    conn, sensor_sql.get_sensor(conn, suid), alias, None, now
-                )
+                sensor_sql.describe_device(conn, suid, None, alias, None, now)
     return secret, [suid for suid, _ in targets]
 
 
