@@ -1,0 +1,316 @@
+"""InfluxDB writes (SPEC §9.2): a line-protocol body to one DeviceRequest.
+
+Tasmota, Telegraf and airrohr's "Send to InfluxDB" post line protocol to ``/write``
+(InfluxDB 1.x) or ``/api/v2/write`` (2.x). Every series (measurement plus its tags)
+is a device of its own, named ``influx:<series>`` with the tags sorted by key and
+escaped as InfluxDB prints a series key, so two series never share a sensor. Each
+numeric field is a reading named through the registry; a field called ``value``
+takes the measurement's name (Tasmota's ``temperature,device=x value=21.3`` is
+``TEMP``). String and boolean fields are no readings: left out and counted.
+airrohr's own ``feinstaub,node=esp8266-…`` lines go to the same
+``airrohr:<node>:<type>`` sensors as its custom-API posts (SPEC §9.1).
+
+The store keeps whole seconds: a timestamp in any precision is rounded down to its
+second, so two points of one series and field within one second are one reading,
+and the first stored stands (a resent batch stores nothing twice). Pure: no Flask.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from co2logserver.devices import DeviceReadings, DeviceRequest
+from co2logserver.errors import BadRequest
+from co2logserver.protocols import lineprotocol
+from co2logserver.protocols.lineprotocol import Point
+from co2logserver.readings import resolve
+
+PROTOCOL = "influx"
+#: Precisions each API names (InfluxDB 1.x also takes ``ns``; ``us`` is accepted
+#: there too because it cannot mean anything but microseconds).
+V1_PRECISIONS = ("n", "ns", "u", "us", "ms", "s", "m", "h")
+V2_PRECISIONS = ("ns", "us", "ms", "s")
+V1_HINT = (
+    "send the sensor's SECRET as the InfluxDB password (p=, HTTP Basic, or "
+    "Authorization: Token user:SECRET)"
+)
+V2_HINT = "send the sensor's SECRET as the token (Authorization: Token SECRET)"
+#: airrohr's "Send to InfluxDB": measurement ``feinstaub``, the node in tag ``node``.
+AIRROHR_MEASUREMENT = "feinstaub"
+
+
+@dataclass
+class InfluxWrite:
+    """A parsed write: the request for ingest and the fields left out."""
+
+    request: DeviceRequest
+    ignored_fields: int = 0
+
+
+def v1_credential(args: Mapping[str, str], authorization: str | None) -> str | None:
+    """The password of a 1.x write: ``p=``, else Basic, else ``Token user:pass``.
+
+    This is the order ``influxd`` looks in; an empty password is no credential.
+
+    :raise BadRequest: for an Authorization header that does not decode.
+    """
+    if args.get("p"):
+        return args["p"]
+    scheme, secret = split_authorization(authorization)
+    if scheme == "basic":
+        return basic_password(secret)
+    if scheme == "token":
+        # Tasmota sends "Token <password>" beside p=; 1.8 clients "user:password".
+        return secret.partition(":")[2] if ":" in secret else secret or None
+    return None
+
+
+def v1_user(args: Mapping[str, str], authorization: str | None) -> str:
+    """The user a 1.x write names (``u=``, Basic or Token), ``""`` for none."""
+    if args.get("u"):
+        return args["u"]
+    try:
+        scheme, secret = split_authorization(authorization)
+        if scheme == "basic":
+            return decode_basic(secret).partition(":")[0]
+    except BadRequest:
+        return ""
+    if scheme == "token" and ":" in secret:
+        return secret.partition(":")[0]
+    return ""
+
+
+def v2_credential(authorization: str | None) -> str | None:
+    """The token of a 2.x write (``Token`` or ``Bearer``), the sensor's SECRET."""
+    scheme, secret = split_authorization(authorization)
+    if scheme in ("token", "bearer"):
+        return secret or None
+    return None
+
+
+def split_authorization(authorization: str | None) -> tuple[str, str]:
+    """``(scheme lower-cased, rest)`` of an Authorization header; ``("", "")``."""
+    if not authorization or not authorization.strip():
+        return "", ""
+    scheme, _, rest = authorization.strip().partition(" ")
+    return scheme.lower(), rest.strip()
+
+
+def decode_basic(encoded: str) -> str:
+    """``user:password`` of Basic credentials.
+
+    :raise BadRequest: when they are not base64 of UTF-8 text.
+    """
+    try:
+        return base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise BadRequest(
+            "The Authorization header is not Basic base64 of 'user:password'"
+        ) from None
+
+
+def basic_password(encoded: str) -> str | None:
+    """The password of Basic credentials, ``None`` when empty."""
+    return decode_basic(encoded).partition(":")[2] or None
+
+
+def checked_precision(precision: str | None, allowed: tuple[str, ...]) -> str:
+    """The request's precision, ``ns`` when it names none.
+
+    :raise BadRequest: for a precision the API does not know, naming the valid ones.
+    """
+    if not precision:
+        return "ns"
+    if precision not in allowed:
+        raise BadRequest(
+            f"invalid precision {precision[:20]!r} (use {', '.join(allowed)})"
+        )
+    return precision
+
+
+def decode_text(body: bytes) -> str:
+    """The body as text.
+
+    :raise BadRequest: when it is not UTF-8.
+    """
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = body[: error.start].count(b"\n") + 1
+        raise BadRequest(
+            f"unable to parse the line protocol: line {line} is not UTF-8 text"
+        ) from None
+
+
+def parse_write(
+    body: bytes,
+    precision: str,
+    now: int,
+    credential: str | None,
+    hint: str,
+) -> InfluxWrite:
+    """The devices and readings of a write body, the time of each in seconds.
+
+    Points without a timestamp get ``now``.
+
+    :raise BadRequest: naming the lines that are not line protocol.
+    """
+    points = lineprotocol.parse(decode_text(body), precision)
+    devices: dict[str, DeviceReadings] = {}
+    ignored = 0
+    for point in points:
+        ts = now if point.timestamp is None else lineprotocol.seconds(
+            point.timestamp, precision
+        )  # fmt: skip
+        for device in point_devices(point, ts):
+            merge(devices, device)
+        ignored += sum(1 for _, value in point.fields if not is_number(value))
+    request = DeviceRequest(
+        PROTOCOL, list(devices.values()), credential=credential, credential_hint=hint
+    )
+    return InfluxWrite(request, ignored)
+
+
+def merge(devices: dict[str, DeviceReadings], device: DeviceReadings) -> None:
+    """Add a point's device to the request's, one entry per device name."""
+    known = devices.get(device.name)
+    if known is None:
+        devices[device.name] = device
+        return
+    known.readings.extend(device.readings)
+    if device.location is not None:
+        known.location = device.location
+
+
+def is_number(value) -> bool:
+    """Whether a field value is a reading (a float or an integer, not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def point_devices(point: Point, ts: int) -> list[DeviceReadings]:
+    """The devices one point speaks for: its series, or airrohr's node sensors."""
+    numbers = [(key, float(value)) for key, value in point.fields if is_number(value)]
+    tags = dict(point.tags)
+    if point.measurement == AIRROHR_MEASUREMENT and tags.get("node"):
+        return airrohr_device_readings(tags["node"], numbers, ts)
+    readings = [
+        (ts, resolve(point.measurement if key == "value" else key), value)
+        for key, value in numbers
+    ]
+    if not readings:
+        return []
+    return [DeviceReadings(device_name(point), readings)]
+
+
+def device_name(point: Point) -> str:
+    """``influx:<measurement>,<tag>=<value>…``, tags sorted by key."""
+    return f"{PROTOCOL}:{lineprotocol.series_key(point)}"
+
+
+# --------------------------------------------------------------------------
+# airrohr's value_types (SPEC §9.1).
+# TODO(lead, at merge): replace with co2logserver.protocols.airrohr's own rules
+# (one owner per rule); this copy only keeps the two branches independent.
+# --------------------------------------------------------------------------
+
+AIRROHR_NODE_VALUES = frozenset(
+    {"signal", "samples", "min_micro", "max_micro", "interval"}
+)
+AIRROHR_DHT_VALUES = frozenset({"temperature", "humidity"})
+AIRROHR_PPD_VALUES = frozenset({"p1", "p2", "durp1", "durp2", "ratiop1", "ratiop2"})
+#: The part of a value_type after its sensor type -> registry name.
+AIRROHR_QUANTITIES = {
+    "p0": "PM1",
+    "p1": "PM10",
+    "p2": "PM2_5",
+    "p4": "PM4",
+    "temperature": "TEMP",
+    "humidity": "HUM",
+    "pressure": "PRES",
+    "co2_ppm": "CO2",
+    "noise_laeq": "NOISE_LAEQ",
+    "noise_la_min": "NOISE_LA_MIN",
+    "noise_la_max": "NOISE_LA_MAX",
+    "signal": "SIGNAL",
+}
+AIRROHR_SCALE = {"PRES": 0.01}  # airrohr sends Pa; the registry keeps hPa
+AIRROHR_LOCATION = {"gps_lat": 0, "gps_lon": 1, "gps_height": 2}
+AIRROHR_NOT_READINGS = frozenset({"gps_timestamp", "gps_date", "gps_time"})
+
+
+def airrohr_sensor_type(value_type: str) -> str:
+    """``SDS_P1`` -> ``SDS``; ``temperature`` -> ``DHT``; ``signal`` -> ``NODE``."""
+    key = value_type.lower()
+    if key in AIRROHR_NODE_VALUES:
+        return "NODE"
+    if key in AIRROHR_DHT_VALUES:
+        return "DHT"
+    if key in AIRROHR_PPD_VALUES:
+        return "PPD"
+    prefix, sep, _ = value_type.partition("_")
+    return prefix.upper() if sep else "NODE"
+
+
+def airrohr_quantity(value_type: str) -> tuple[str, float]:
+    """The registry name of a value_type and the factor to the registry's unit."""
+    key = value_type.lower()
+    if key in AIRROHR_NODE_VALUES or key in AIRROHR_DHT_VALUES:
+        rest = key
+    elif key in AIRROHR_PPD_VALUES:
+        rest = ""
+    else:
+        rest = key.partition("_")[2]
+    name = AIRROHR_QUANTITIES.get(rest) or resolve(value_type)
+    return name, AIRROHR_SCALE.get(name, 1.0)
+
+
+def airrohr_device_readings(
+    node: str, fields: list[tuple[str, float]], ts: int
+) -> list[DeviceReadings]:
+    """One device per sensor type of an airrohr node; GPS sets their position."""
+    devices: dict[str, DeviceReadings] = {}
+    position: list[float | None] = [None, None, None]
+    for value_type, value in fields:
+        key = value_type.lower()
+        if key in AIRROHR_LOCATION:
+            position[AIRROHR_LOCATION[key]] = value
+            continue
+        if key in AIRROHR_NOT_READINGS:
+            continue
+        kind = airrohr_sensor_type(value_type)
+        name, factor = airrohr_quantity(value_type)
+        device = devices.setdefault(kind, DeviceReadings(f"airrohr:{node}:{kind}"))
+        if factor != 1.0:  # Pa with 2 decimals is hPa with 4: no float noise
+            value = round(value * factor, 6)
+        device.readings.append((ts, name, value))
+    location = airrohr_location(*position)
+    if location is not None:
+        if not devices:  # a GPS-only line: the node itself is where it is
+            devices["NODE"] = DeviceReadings(f"airrohr:{node}:NODE")
+        for device in devices.values():
+            device.location = location
+    return list(devices.values())
+
+
+def airrohr_location(
+    lat: float | None, lon: float | None, height: float | None
+) -> tuple[float, float, float | None] | None:
+    """The node's position; none for the firmware's "no fix" (-200, -200).
+
+    :raise BadRequest: for one coordinate without the other, or out of range.
+    """
+    if lat is None and lon is None:
+        return None
+    if lat is None or lon is None:
+        raise BadRequest("GPS_lat and GPS_lon must be sent together")
+    if lat == -200.0 and lon == -200.0:
+        return None
+    if not -90 <= lat <= 90 or not -180 <= lon <= 180:
+        raise BadRequest(
+            f"GPS_lat {lat:g}, GPS_lon {lon:g} is not a position "
+            "(latitude -90 to 90, longitude -180 to 180)"
+        )
+    return lat, lon, None if height in (None, -1000.0) else height
