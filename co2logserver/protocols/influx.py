@@ -7,7 +7,8 @@ escaped as InfluxDB prints a series key, so two series never share a sensor. Eac
 numeric field is a reading named through the registry; a field called ``value``
 takes the measurement's name (Tasmota's ``temperature,device=x value=21.3`` is
 ``TEMP``). String and boolean fields are no readings: left out and counted.
-airrohr's own ``feinstaub,node=esp8266-…`` lines go to the same
+airrohr's own lines (``feinstaub,node=esp8266-…``: one tag, ``node``, naming an
+ESP8266 or ESP32; the measurement is the owner's setting) go to the same
 ``airrohr:<node>:<type>`` sensors as its custom-API posts (SPEC §9.1).
 
 The store keeps whole seconds: a timestamp in any precision is rounded down to its
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,8 +40,15 @@ V1_HINT = (
     "Authorization: Token user:SECRET)"
 )
 V2_HINT = "send the sensor's SECRET as the token (Authorization: Token SECRET)"
-#: airrohr's "Send to InfluxDB": measurement ``feinstaub``, the node in tag ``node``.
-AIRROHR_MEASUREMENT = "feinstaub"
+#: airrohr's "Send to InfluxDB" names its node in the only tag, ``node``; the
+#: measurement is the owner's setting (``feinstaub`` by default).
+AIRROHR_NODE = re.compile(r"(?:esp8266|esp32)-[0-9A-Za-z]{1,32}")
+
+
+#: Field names that mean something else in line protocol than in COMMON_NAMES:
+#: Tasmota's ``rssi`` is WiFi quality in percent (its dBm is ``signal``), so it
+#: stays a quantity of its own instead of SIGNAL dBm.
+OWN_NAMES = {"rssi": "rssi"}
 
 
 @dataclass
@@ -193,16 +202,24 @@ def is_number(value) -> bool:
 def point_devices(point: Point, ts: int) -> list[DeviceReadings]:
     """The devices one point speaks for: its series, or airrohr's node sensors."""
     numbers = [(key, float(value)) for key, value in point.fields if is_number(value)]
-    tags = dict(point.tags)
-    if point.measurement == AIRROHR_MEASUREMENT and tags.get("node"):
-        return airrohr_device_readings(tags["node"], numbers, ts)
+    node = airrohr_node(point)
+    if node is not None:
+        return airrohr_device_readings(node, numbers, ts)
     readings = [
-        (ts, resolve(point.measurement if key == "value" else key), value)
+        (ts, resolve(point.measurement if key == "value" else key, OWN_NAMES), value)
         for key, value in numbers
     ]
     if not readings:
         return []
     return [DeviceReadings(device_name(point), readings)]
+
+
+def airrohr_node(point: Point) -> str | None:
+    """The node of an airrohr line (``<measurement>,node=esp8266-…``), else ``None``."""
+    if len(point.tags) == 1 and point.tags[0][0] == "node":
+        node = point.tags[0][1]
+        return node if AIRROHR_NODE.fullmatch(node) else None
+    return None
 
 
 def device_name(point: Point) -> str:

@@ -77,7 +77,7 @@ FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 INTEGER = re.compile(r"(-?\d+)i")
 UNSIGNED = re.compile(r"(\d+)u")
 STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
-BOOLEAN = re.compile(r"t|T|true|True|TRUE|f|F|false|False|FALSE")
+BOOLEAN = re.compile(r"true|True|TRUE|t|T|false|False|FALSE|f|F")
 TIMESTAMP = re.compile(r"-?\d+")
 #: What may follow a field value: the next field, the timestamp, the line's end.
 VALUE_END = frozenset(", \n")
@@ -154,8 +154,10 @@ def parse_point(body: str, pos: int, line: int) -> tuple[Point, int]:
     measurement = unescape(MEASUREMENT_ESCAPES, found.group())
     pos = found.end()
     tags, pos = parse_tags(body, pos)
-    if pos >= len(body) or body[pos] != " ":
-        raise LineError("missing fields" if at_end(body, pos) else "invalid tag")
+    if at_end(body, pos):
+        raise LineError("missing fields")
+    if body[pos] != " ":
+        raise LineError("invalid tag format (an unescaped '=' in a tag value)")
     pos = BLANKS.match(body, pos + 1).end()
     fields, pos = parse_fields(body, pos)
     pos = BLANKS.match(body, pos).end()
@@ -231,7 +233,7 @@ def field_key_problem(body: str, pos: int) -> str:
     """Why there is no ``key=`` at ``pos``."""
     if at_end(body, pos) or body[pos] == " ":
         return "invalid field format (missing fields)"
-    if body[pos] == "=":
+    if body[pos] in "=,":
         return "missing field key"
     return "invalid field format (a field without '=value')"
 
@@ -254,6 +256,10 @@ def parse_value(body: str, pos: int, key: str) -> tuple[FieldValue, int]:
         if found is None or not value_ends(body, found.end()):
             raise LineError(f"invalid boolean in field {key!r}")
         return found.group()[0] in "tT", found.end()
+    if char not in "-.0123456789":
+        raise LineError(
+            f'invalid field value of {key!r} (a number, a "string", true or false)'
+        )
     return parse_number(body, pos, key)
 
 
