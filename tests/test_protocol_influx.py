@@ -58,6 +58,7 @@ TELEGRAF_HEADERS = {
     "Content-Type": "text/plain; charset=utf-8",
     "Content-Encoding": "gzip",
 }
+FORM = "application/x-www-form-urlencoded"
 KITCHEN = "influx:environment,host=pi4,location=kitchen"
 #: airrohr's "Send to InfluxDB" (create_influxdb_string_from_data and
 #: sendData): form content type, X-Sensor, numbers unquoted, strings quoted.
@@ -144,9 +145,9 @@ def test_telegraf_batch_with_gzip_and_basic_auth(db_app):
     client = db_app.test_client()
     created = client.post(
         "/query",
-        data='q=CREATE+DATABASE+%22telegraf%22',
-        headers={**TELEGRAF_HEADERS, "Content-Type": "application/x-www-form-urlencoded"},
-    )  # fmt: skip
+        data="q=CREATE+DATABASE+%22telegraf%22",
+        headers={**TELEGRAF_HEADERS, "Content-Type": FORM},
+    )
     assert (created.status_code, created.json) == (
         200,
         {"results": [{"statement_id": 0}]},
@@ -374,16 +375,16 @@ def test_secure_sensor_needs_its_secret_in_every_slot(db_app):
         v2.status_code == 401 and v2.headers["X-Platform-Error-Code"] == "unauthorized"
     )
     assert write("/api/v2/write?bucket=b&precision=s").json["code"] == "forbidden"
+    v1, v2 = "/write?db=t&precision=s", "/api/v2/write?bucket=b&precision=s"
     accepted = [
-        write(f"/write?db=t&precision=s&u=DVES_USER&p={secret}", shift=1),
+        write(f"{v1}&u=DVES_USER&p={secret}", shift=1),
         # Tasmota sends its password twice: p= and "Authorization: Token <password>".
-        write(f"/write?db=t&precision=s&u=DVES_USER&p={secret}",
-              {"Authorization": f"Token {secret}"}, shift=2),
-        write("/write?db=t&precision=s", {"Authorization": basic("telegraf", secret)}, 3),
-        write("/write?db=t&precision=s", {"Authorization": f"Token me:{secret}"}, 4),
-        write("/api/v2/write?bucket=b&precision=s", {"Authorization": f"Token {secret}"}, 5),
-        write("/api/v2/write?bucket=b&precision=s", {"Authorization": f"Bearer {secret}"}, 6),
-    ]  # fmt: skip
+        write(f"{v1}&u=DVES_USER&p={secret}", {"Authorization": f"Token {secret}"}, 2),
+        write(v1, {"Authorization": basic("telegraf", secret)}, 3),
+        write(v1, {"Authorization": f"Token me:{secret}"}, 4),
+        write(v2, {"Authorization": f"Token {secret}"}, 5),
+        write(v2, {"Authorization": f"Bearer {secret}"}, 6),
+    ]
     assert [a.status_code for a in accepted] == [204] * 6
     assert [r[0] - TS for r in readings(client, HTU21)] == [1, 2, 3, 4, 5, 6]
 
