@@ -174,6 +174,8 @@ VALID = [
     ("wea\\\\ther f=1", "wea\\\\ther", {}, {"f": 1.0}, None),
     ("m,t=a\\=b f=1", "m", {"t": "a=b"}, {"f": 1.0}, None),
     ('m f\\"k=1', "m", {}, {'f"k': 1.0}, None),
+    # A field given twice keeps its last value, as influxd does.
+    ("m f=1,g=2,f=3", "m", {}, {"f": 3.0, "g": 2.0}, None),
     # Tags in any order are one series; unicode anywhere but as syntax.
     ("m,b=2,a=1 f=1", "m", {"a": "1", "b": "2"}, {"f": 1.0}, None),
     ("温度,地点=東京 値=21.5", "温度", {"地点": "東京"}, {"値": 21.5}, None),

@@ -43,6 +43,8 @@ PRECISIONS = {
 }
 NANOSECONDS = 1_000_000_000
 INT64 = (-(2**63), 2**63 - 1)
+#: The times InfluxDB can store, in nanoseconds (its MinNanoTime, MaxNanoTime).
+NANO_RANGE = (-(2**63) + 2, 2**63 - 2)
 UINT64_MAX = 2**64 - 1
 #: How many bad lines one error message lists.
 MAX_REPORTED = 5
@@ -114,6 +116,7 @@ def parse(body: str, precision: str = "n") -> list[Point]:
         start = pos
         try:
             point, pos = parse_point(body, pos, line)
+            check_time(point, precision)
             points.append(point)
         except LineError as error:
             end = body.find("\n", start)
@@ -141,6 +144,21 @@ def error_message(errors: list[tuple[int, str, str]]) -> str:
 def clip(text: str, length: int = 60) -> str:
     """A line for an error message, cut to ``length`` characters."""
     return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def check_time(point: Point, precision: str) -> None:
+    """A timestamp InfluxDB could store in nanoseconds.
+
+    :raise LineError: for one beyond that range in the request's precision.
+    """
+    if point.timestamp is None:
+        return
+    nanoseconds = point.timestamp * PRECISIONS[precision]
+    if not NANO_RANGE[0] <= nanoseconds <= NANO_RANGE[1]:
+        raise LineError(
+            f"time {point.timestamp} (precision {precision}) is outside the range "
+            "InfluxDB can store"
+        )
 
 
 def parse_point(body: str, pos: int, line: int) -> tuple[Point, int]:
@@ -214,18 +232,19 @@ def tag_problem(body: str, pos: int) -> str:
 def parse_fields(body: str, pos: int) -> tuple[tuple[tuple[str, FieldValue], ...], int]:
     """The fields of a point, in the line's order, and the position after them.
 
+    A key given twice keeps its last value, as InfluxDB does.
+
     :raise LineError: naming the field that is wrong.
     """
-    fields = []
+    fields: dict[str, FieldValue] = {}
     while True:
         found = FIELD_KEY.match(body, pos)
         if found is None:
             raise LineError(field_key_problem(body, pos))
         key = unescape(MEASUREMENT_ESCAPES, found.group(1))
-        value, pos = parse_value(body, found.end(), key)
-        fields.append((key, value))
+        fields[key], pos = parse_value(body, found.end(), key)
         if pos >= len(body) or body[pos] != ",":
-            return tuple(fields), pos
+            return tuple(fields.items()), pos
         pos += 1
 
 
