@@ -26,7 +26,8 @@ T = 1465839830  # the docs' example time, in seconds
 
 #: (what the case covers, body, precision or None)
 CASES = [
-    ("the docs' example", "weather,location=us-midwest temperature=82 1465839830100400200", None),
+    ("the docs' example",
+     "weather,location=us-midwest temperature=82 1465839830100400200", None),
     ("tags, fields, several lines",
      "weather,location=us-midwest,season=summer temperature=82,bug_concentration=98 "
      f"{T}000000000\nweather,location=us-east temperature=75 {T}000000001\n", None),
@@ -50,8 +51,8 @@ CASES = [
      f"f a=1e3,b=1E-3,c=-1.5e+3,d=.5,e=1.,f=01,g=-0,h=123456789.123456789,"
      f"i=1.7976931348623157e308,j=5e-324,k=-.25 {T}", "s"),
     ("comments, blank lines, blanks",
-     f"# a comment\n\n   # indented\n  c f=1 {T}\n\t\nc  f=2   {T + 1}  \nc f=3 {T + 2}\n",
-     "s"),
+     f"# a comment\n\n   # indented\n  c f=1 {T}\n\t\n"
+     f"c  f=2   {T + 1}  \nc f=3 {T + 2}\n", "s"),
     ("unicode", f"温度,地点=東京 値=21.5 {T}\n😀,k=ü f=1 {T + 1}", "s"),
     ("unsorted tags, one series", f"u,b=2,a=1 f=1 {T}\nu,a=1,b=2 f=2 {T + 1}", "s"),
     ("a field twice: the last stands", f"d f=1,g=2,f=3 {T}", "s"),
@@ -61,8 +62,8 @@ CASES = [
      "temperature,device=tasmota,sensor=htu21 value=28.23\n"
      "humidity,device=tasmota,sensor=htu21 value=39.7", None),
     ("airrohr",
-     "feinstaub,node=esp8266-1234567 SDS_P1=12.40,SDS_P2=8.10,BME280_pressure=101325.00,"
-     'GPS_date="12/02/2026",signal=-66\n', None),
+     "feinstaub,node=esp8266-1234567 SDS_P1=12.40,SDS_P2=8.10,"
+     'BME280_pressure=101325.00,GPS_date="12/02/2026",signal=-66\n', None),
 ] + [
     (f"precision {p}", f"p{p},unit={p} value=1 {stamp}\np{p},unit={p} value=2 3", p)
     for p, stamp in (("n", T * 10**9 + 7), ("u", T * 10**6 + 7), ("ms", T * 1000 + 7),
