@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -196,7 +197,7 @@ def merge(devices: dict[str, DeviceReadings], device: DeviceReadings) -> None:
 
 def is_number(value) -> bool:
     """Whether a field value is a reading (a float or an integer, not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return type(value) is float or type(value) is int  # bool is an int subclass
 
 
 def point_devices(point: Point, ts: int) -> list[DeviceReadings]:
@@ -206,12 +207,18 @@ def point_devices(point: Point, ts: int) -> list[DeviceReadings]:
     if node is not None:
         return airrohr_device_readings(node, numbers, ts)
     readings = [
-        (ts, resolve(point.measurement if key == "value" else key, OWN_NAMES), value)
+        (ts, quantity_name(point.measurement if key == "value" else key), value)
         for key, value in numbers
     ]
     if not readings:
         return []
     return [DeviceReadings(device_name(point), readings)]
+
+
+@functools.lru_cache(maxsize=4096)
+def quantity_name(field: str) -> str:
+    """The registry name of a field key (a batch repeats the same few)."""
+    return resolve(field, OWN_NAMES)
 
 
 def airrohr_node(point: Point) -> str | None:

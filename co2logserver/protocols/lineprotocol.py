@@ -23,6 +23,7 @@ agree on among themselves. Pure: no Flask, no database.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -81,6 +82,17 @@ UNSIGNED = re.compile(r"(\d+)u")
 STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
 BOOLEAN = re.compile(r"true|True|TRUE|t|T|false|False|FALSE|f|F")
 TIMESTAMP = re.compile(r"-?\d+")
+#: A whole ``key=value`` field of any type; the group that matched gives the type.
+FIELD = re.compile(
+    rf"({_KEY_CHAR}+)=(?:"
+    r'"((?:[^"\\]|\\.)*)"'  # string
+    r"|(-?\d+)i"  # integer
+    r"|(\d+)u"  # unsigned
+    r"|(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"  # float
+    r"|(true|True|TRUE|t|T|false|False|FALSE|f|F)"  # boolean
+    r")(?=[, \n]|\Z)",
+    re.DOTALL,
+)
 #: What may follow a field value: the next field, the timestamp, the line's end.
 VALUE_END = frozenset(", \n")
 MEASUREMENT_ESCAPES = re.compile(r'\\([, ="])')
@@ -237,15 +249,58 @@ def parse_fields(body: str, pos: int) -> tuple[tuple[tuple[str, FieldValue], ...
     :raise LineError: naming the field that is wrong.
     """
     fields: dict[str, FieldValue] = {}
+    size = len(body)
     while True:
-        found = FIELD_KEY.match(body, pos)
+        found = FIELD.match(body, pos)
         if found is None:
-            raise LineError(field_key_problem(body, pos))
-        key = unescape(MEASUREMENT_ESCAPES, found.group(1))
-        fields[key], pos = parse_value(body, found.end(), key)
-        if pos >= len(body) or body[pos] != ",":
+            key, value, pos = field_problem(body, pos)  # raises for a bad one
+        else:
+            key, value, pos = field_value(found)
+        fields[key] = value
+        if pos >= size or body[pos] != ",":
             return tuple(fields.items()), pos
         pos += 1
+
+
+def field_value(found: re.Match) -> tuple[str, FieldValue, int]:
+    """``(key, value, end)`` of a :data:`FIELD` match.
+
+    :raise LineError: for an integer out of its type's range or a float overflow.
+    """
+    key = found.group(1)
+    if "\\" in key:
+        key = MEASUREMENT_ESCAPES.sub(r"\1", key)
+    text, integer, unsigned, number, boolean = found.group(2, 3, 4, 5, 6)
+    if number is not None:
+        value: FieldValue = float(number)
+        if not math.isfinite(value):
+            raise LineError(f"invalid float {number} of {key!r} (out of range)")
+    elif text is not None:
+        value = unescape(STRING_ESCAPES, text)
+    elif integer is not None:
+        value = int(integer)
+        if not INT64[0] <= value <= INT64[1]:
+            raise LineError(f"integer {integer}i of {key!r} is out of range")
+    elif unsigned is not None:
+        value = int(unsigned)
+        if value > UINT64_MAX:
+            raise LineError(f"unsigned {unsigned}u of {key!r} is out of range")
+    else:
+        value = boolean[0] in "tT"
+    return key, value, found.end()
+
+
+def field_problem(body: str, pos: int) -> tuple[str, FieldValue, int]:
+    """Why the field at ``pos`` is not ``key=value``, found the slow way.
+
+    :raise LineError: always, saying what is wrong.
+    """
+    found = FIELD_KEY.match(body, pos)
+    if found is None:
+        raise LineError(field_key_problem(body, pos))
+    key = unescape(MEASUREMENT_ESCAPES, found.group(1))
+    value, end = parse_value(body, found.end(), key)
+    return key, value, end
 
 
 def field_key_problem(body: str, pos: int) -> str:
@@ -324,15 +379,25 @@ def seconds(timestamp: int, precision: str) -> int:
     return timestamp * PRECISIONS[precision] // NANOSECONDS
 
 
+MEASUREMENT_SPECIAL = re.compile(r"([, ])")
+TAG_SPECIAL = re.compile(r"([, =])")
+
+
 def series_key(point: Point) -> str:
     """The series as InfluxDB prints it: ``measurement,tag=value`` escaped."""
-    name = re.sub(r"([, ])", r"\\\1", point.measurement)
-    tags = "".join(
-        f",{escape_tag(key)}={escape_tag(value)}" for key, value in point.tags
+    return escaped_key(point.measurement, point.tags)
+
+
+@functools.lru_cache(maxsize=4096)
+def escaped_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """:func:`series_key` of a measurement and its sorted tags (a batch repeats
+    the same few series, so each is escaped once)."""
+    name = MEASUREMENT_SPECIAL.sub(r"\\\1", measurement)
+    return name + "".join(
+        f",{escape_tag(key)}={escape_tag(value)}" for key, value in tags
     )
-    return name + tags
 
 
 def escape_tag(text: str) -> str:
     """A tag key or value with ``,`` ``=`` and space escaped."""
-    return re.sub(r"([, =])", r"\\\1", text)
+    return TAG_SPECIAL.sub(r"\\\1", text)
