@@ -18,7 +18,8 @@ from collections import Counter
 import pytest
 
 from co2logserver.errors import BadRequest
-from co2logserver.protocols.lineprotocol import PRECISIONS, parse
+from co2logserver.protocols.influx import quantity_name
+from co2logserver.protocols.lineprotocol import PRECISIONS, escaped_key, parse
 from tests.influx_server import running_influxdb
 from tests.test_lineprotocol import INVALID
 
@@ -190,3 +191,72 @@ def test_documented_extensions_over_influxdb_1(influxdb, body, reason):
     db = fresh_database(influxdb)
     assert influxdb.write(db, body.encode()).status_code == 400, reason
     assert parse(body)
+
+
+#: Bodies also written through ``/write`` end to end: their series keys are in
+#: InfluxDB's canonical escaping, so the sensors' names must be InfluxDB's keys.
+END_TO_END = [
+    ("the docs' example",
+     "weather,location=us-midwest temperature=82,bug_concentration=98i 1465839830\n"
+     "weather,location=us-east,season=summer temperature=75.5 1465839831", "s"),
+    ("escaped names",
+     f"wea\\,ther,location=us\\,midwest f=1 {T}\nwea\\ ther,k\\=1=v\\=2 f=2 {T}\n"
+     f"m,location\\ place=a\\ b temp\\=rature=3,n=4i {T}", "s"),
+    ("unicode and unsorted tags", f"温度,地点=東京,a=1 値=21.5 {T}", "s"),
+    ("nanoseconds", f"p,u=ns value=1 {T}123456789", None),
+    ("microseconds", f"p,u=u value=1 {T}123456", "u"),
+    ("milliseconds", f"p,u=ms value=1 {T}123", "ms"),
+    ("minutes", f"p,u=m value=2 {T // 60}", "m"),
+    ("hours", f"p,u=h value=2 {T // 3600}", "h"),
+    ("strings and booleans left out", f's,k=v a="x",b=t,c=1.5e3 {T}', "s"),
+]  # fmt: skip
+
+
+def influx_readings(influxdb, db: str) -> tuple[set[str], set[tuple]]:
+    """InfluxDB's series keys, and ``(key, second, field, value)`` of its numbers."""
+    keys = {
+        row[0]
+        for row in influxdb.query("SHOW SERIES", db=db)["results"][0]["series"][0][
+            "values"
+        ]
+    }
+    found = set()
+    for (name, tags, ns, fields), _ in stored_points(influxdb, db).items():
+        key = escaped_key(name, tags)
+        for field, value in fields:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                found.add(
+                    (key, ns // 10**9, name if field == "value" else field, value)
+                )
+    return keys, found
+
+
+@pytest.mark.parametrize(
+    ("label", "body", "precision"), END_TO_END, ids=[c[0] for c in END_TO_END]
+)
+def test_sensors_are_influxdb_series_with_its_values(
+    influxdb, make_app, label, body, precision
+):
+    db = fresh_database(influxdb)
+    assert influxdb.write(db, body.encode(), precision).status_code == 204
+    keys, expected = influx_readings(influxdb, db)
+    client = make_app().test_client()
+    query = f"&precision={precision}" if precision else ""
+    assert client.post(f"/write?db=x{query}", data=body.encode()).status_code == 204
+    sensors = client.get("/v1/sensors").json["sensors"]
+    assert {s["alias"] for s in sensors} == {f"influx:{key}" for key in keys}
+    stored = set()
+    for sensor in sensors:
+        answer = client.get(f"/v1/sensors/{sensor['suid']}/readings").json
+        for r in answer["readings"]:
+            stored.add(
+                (
+                    sensor["alias"][len("influx:") :],
+                    r["timestamp"],
+                    r["type"],
+                    r["value"],
+                )
+            )
+    assert stored == {
+        (key, ts, quantity_name(field), value) for key, ts, field, value in expected
+    }

@@ -195,7 +195,7 @@ def test_airrohr_lines_land_on_its_custom_api_sensors(db_app):
     assert suid_for(f"{node}:SDS") == "8b540c5a-d371-55de-b6b8-1446abf35133"
 
 
-def test_airrohr_rules_in_this_module(db_app):
+def test_airrohr_rules_in_this_module():
     from co2logserver.protocols.influx import airrohr_device_readings
 
     devices = airrohr_device_readings(
