@@ -410,6 +410,8 @@ def test_ping_answers_like_influxd(client):
     verbose = client.get("/ping?verbose=true&u=x&p=y")
     assert verbose.status_code == 200
     assert verbose.json == {"version": verbose.headers["X-Influxdb-Version"]}
+    # Tasmota set up for InfluxDB 2 checks GET /health for a 200 instead.
+    assert client.get("/health").status_code == 200
 
 
 @pytest.mark.parametrize(
