@@ -2,8 +2,8 @@
 
 ``measurement[,tag=value...] field=value[,field=value...] [timestamp]``, one point a
 line (https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/).
-The rules follow what a real ``influxd`` accepts, which ``tests/test_lineprotocol.py``
-checks line by line against one started in the tests:
+The rules follow what a real ``influxd`` accepts, which
+``tests/test_influx_differential.py`` checks against one started in the tests:
 
 * ``#`` after optional blanks starts a comment line; blank lines are skipped.
 * Measurement, tag keys and values, and field keys end at an unescaped ``,`` or
