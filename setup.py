@@ -25,6 +25,9 @@ extras["test"] = [
     "sphinx>=7",
     "furo>=2023.9.10",
     "myst-parser>=2",
+    # Real InfluxDB clients against /write and /api/v2/write (issue #15).
+    "influxdb>=5.3",
+    "influxdb-client>=1.36",
 ]
 
 setup(

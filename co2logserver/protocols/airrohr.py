@@ -271,6 +271,24 @@ def parse_push(body: bytes, headers: Mapping[str, str], now: int) -> AirrohrPush
     values = data_values(document)
     node = node_id(headers, document)
     credential = basic_password(headers.get("Authorization"))
+    devices, ignored = node_readings(node, values, now)
+    request = DeviceRequest(
+        PROTOCOL, devices, credential, credential_hint=CREDENTIAL_HINT
+    )
+    return AirrohrPush(request, node, ignored)
+
+
+def node_readings(
+    node: str, values: list[tuple[str, float | None]], now: int
+) -> tuple[list[DeviceReadings], int]:
+    """The sensors of an airrohr node's values, placed where its GPS says.
+
+    The one rule for airrohr's value_types, used by the custom API and by the
+    node's InfluxDB lines alike (SPEC §9.2). Returns the devices and how many
+    values were not readings.
+
+    :raise BadRequest: for two value_types of one quantity or a bad position.
+    """
     devices, gps, ignored = node_devices(node, values, now)
     location, left_out = node_location(gps)
     if location is not None:
@@ -279,10 +297,7 @@ def parse_push(body: bytes, headers: Mapping[str, str], now: int) -> AirrohrPush
             devices[name] = DeviceReadings(name)
         for device in devices.values():
             device.location = location
-    request = DeviceRequest(
-        PROTOCOL, list(devices.values()), credential, credential_hint=CREDENTIAL_HINT
-    )
-    return AirrohrPush(request, node, ignored + left_out)
+    return list(devices.values()), ignored + left_out
 
 
 def node_devices(
