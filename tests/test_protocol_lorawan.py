@@ -20,6 +20,7 @@ import requests
 from co2logserver import devices
 from co2logserver.protocols import lorawan
 from tests.appserver import GunicornServer
+from tests.test_metrics import Delta
 
 DATA = Path(__file__).parent / "data" / "lorawan"
 SECRET = "b1e5c0d2-webhook-secret-of-the-things-stack"
@@ -193,3 +194,371 @@ def test_webhooks_are_off_without_secrets_over_http(tmp_path):
             )
             assert answer.status_code == 404
             assert "CO2LOGSERVER_LORAWAN_WEBHOOK_SECRETS" in answer.json()["error"]
+
+
+# --- through the Flask test client: every way a webhook can be wrong ------------
+
+
+@pytest.fixture
+def hook(any_db_app):
+    """An app with both secrets on SQLite and PostgreSQL, and its client."""
+    app = any_db_app(LORAWAN_WEBHOOK_SECRETS=[SECRET, OTHER_SECRET])
+    return app.test_client()
+
+
+def post_ttn(client, body: bytes, **headers):
+    return client.post(TTN, data=body, headers={**TTN_HEADERS, **headers})
+
+
+def post_chirpstack(client, body: bytes, event: str | None = "up", **headers):
+    query = "" if event is None else f"?event={event}"
+    return client.post(
+        CHIRPSTACK + query, data=body, headers={**CHIRPSTACK_HEADERS, **headers}
+    )
+
+
+def stored(client, name: str) -> list[tuple[int, str, float, str, bool]]:
+    return readings_of(lambda path: client.get(path).json, name)
+
+
+def nothing_stored(client) -> bool:
+    return client.get("/v1/sensors").json["sensors"] == []
+
+
+def test_nested_payload_joins_keys_and_counts_strings(hook):
+    delta = Delta(hook)
+    answer = post_ttn(hook, capture("ttn_uplink_decentlab.json"))
+    assert (answer.status_code, answer.data) == (200, b"")
+    t = DECENTLAB_TS  # no gateway time: uplink_message.received_at
+    found = {name: value for _, name, value, _, _ in stored(hook, DECENTLAB)}
+    assert {ts for ts, *_ in stored(hook, DECENTLAB)} == {t}
+    assert found["air_temperature_value"] == 24.35660461425781
+    assert found["co2_concentration_value"] == 473
+    assert found["barometric_pressure_value"] == 96800
+    assert found["device_id"] == 1400
+    assert len(found) == 15
+    # displayName and unit are strings: 13 + 10 leaves ignored, and counted.
+    assert delta.of("co2logserver_fields_ignored_total", protocol="lorawan") == 23
+    assert (
+        delta.of("co2logserver_protocol_readings_stored_total", protocol="lorawan")
+        == 15
+    )
+    [sensor] = hook.get(f"/v1/sensors?alias={DECENTLAB}").json["sensors"]
+    assert sensor["location"] is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    (
+        (
+            {"values": [1.5, 2.5], "pm25": 7},
+            {"values_0": 1.5, "values_1": 2.5, "PM2_5": 7},
+        ),
+        ({"air": {"co2": 612, "ok": True, "state": "good"}}, {"air_co2": 612}),
+        ({"temp": 21.0, "temperature": 21.5}, {"TEMP": 21.0, "temperature": 21.5}),
+        (
+            {"Temperature": -3, "PM10": 12, "noise": 41},
+            {"TEMP": -3, "PM10": 12, "NOISE_LAEQ": 41},
+        ),
+    ),
+)
+def test_decoded_leaves_are_named_through_the_registry(hook, payload, expected):
+    def change(document):
+        document["uplink_message"]["decoded_payload"] = payload
+
+    assert post_ttn(hook, edited("ttn_uplink.json", change)).status_code == 200
+    assert {name: value for _, name, value, _, _ in stored(hook, ELSYS)} == expected
+
+
+def ttn_with(**fields) -> bytes:
+    """The Elsys capture with fields of uplink_message replaced (None removes)."""
+
+    def change(document):
+        for key, value in fields.items():
+            if value is None:
+                document["uplink_message"].pop(key, None)
+            else:
+                document["uplink_message"][key] = value
+
+    return edited("ttn_uplink.json", change)
+
+
+def test_a_gateway_clock_far_off_falls_back_to_the_network_servers_time(hook):
+    metadata = json.loads(capture("ttn_uplink.json"))["uplink_message"]["rx_metadata"]
+    metadata[0]["time"] = "2100-01-01T00:00:00Z"
+    assert post_ttn(hook, ttn_with(rx_metadata=metadata)).status_code == 200
+    # uplink_message.received_at 2026-11-30T10:21:07.726902351Z
+    assert {ts for ts, *_ in stored(hook, ELSYS)} == {1796034067}
+
+
+def test_without_any_time_the_receive_time_stamps_the_readings(hook):
+    def change(document):
+        document.pop("received_at")
+        message = document["uplink_message"]
+        message.pop("received_at")
+        message["rx_metadata"][0].pop("time")
+
+    before = int(time.time())
+    assert post_ttn(hook, edited("ttn_uplink.json", change)).status_code == 200
+    [ts] = {ts for ts, *_ in stored(hook, ELSYS)}
+    assert before <= ts <= int(time.time())
+
+
+def test_join_accepts_and_simulated_uplinks_are_answered_and_ignored(hook):
+    answer = post_ttn(hook, capture("ttn_join_accept.json"))
+    assert answer.status_code == 200
+    assert "ignored" in answer.json
+    simulated = edited("ttn_uplink.json", lambda d: d.update(simulated=True))
+    assert post_ttn(hook, simulated).status_code == 200
+    assert nothing_stored(hook)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    (
+        (b"{not json", "not JSON"),
+        (b"[]", "JSON object"),
+        (b'{"end_device_ids": {}}', "uplink_message is missing"),
+        (b'{"uplink_message": []}', "uplink_message must be a JSON object"),
+        (ttn_with(decoded_payload=None), "set an uplink payload formatter"),
+        (capture("ttn_uplink_no_formatter.json"), "decoded_payload is missing"),
+        (
+            edited("ttn_uplink.json", lambda d: d["end_device_ids"].pop("dev_eui")),
+            "end_device_ids.dev_eui is missing",
+        ),
+        (
+            edited(
+                "ttn_uplink.json",
+                lambda d: d["end_device_ids"].update(dev_eui="A81758FFFE0312"),
+            ),
+            "end_device_ids.dev_eui must be a DevEUI of 16 hex digits",
+        ),
+        (ttn_with(decoded_payload=[1, 2]), "decoded_payload must be a JSON object"),
+        (
+            ttn_with(decoded_payload={"temperature": "21.5", "ok": True}),
+            "no numeric values",
+        ),
+        (ttn_with(decoded_payload={"temperature": float("nan")}), "finite"),
+        (
+            b'{"uplink_message": {"decoded_payload": {"co2": 1e999}}, '
+            b'"end_device_ids": {"dev_eui": "A81758FFFE0312B4"}}',
+            "finite",
+        ),
+        (ttn_with(decoded_payload={"a": 10**400}), "finite"),
+        (ttn_with(decoded_payload={"x" * 65: 1}), "1 to 64 printable"),
+        (
+            ttn_with(decoded_payload=json.loads('{"a":' * 20 + "1" + "}" * 20)),
+            "nested deeper than 16",
+        ),
+        (
+            ttn_with(locations={"user": {"latitude": 91, "longitude": 9}}),
+            "uplink_message.locations.user.latitude 91 is outside",
+        ),
+        (
+            ttn_with(received_at="30.11.2026 10:21", rx_metadata=[{}]),
+            "uplink_message.received_at must be an RFC 3339 time",
+        ),
+    ),
+)
+def test_bad_ttn_bodies_are_refused_naming_the_field(hook, body, message):
+    answer = post_ttn(hook, body)
+    assert answer.status_code == 400, answer.json
+    assert message in answer.json["error"]
+    assert nothing_stored(hook)
+
+
+def test_no_decoded_payload_says_what_to_configure(hook):
+    answer = post_ttn(hook, capture("ttn_uplink_no_formatter.json"))
+    assert answer.status_code == 400
+    assert answer.json["error"] == (
+        "uplink_message.decoded_payload is missing: set an uplink payload formatter "
+        "for the device or application (Payload formatters > Uplink), and check Live "
+        "data for as.up.data.decode.fail events; nothing was stored"
+    )
+
+
+def test_protobuf_webhook_format_is_refused_with_how_to_fix(hook):
+    answer = post_ttn(
+        hook,
+        b"\n\x0e\n\x0cers-co2-hall",
+        **{"Content-Type": "application/octet-stream"},
+    )
+    assert answer.status_code == 415
+    assert "JSON" in answer.json["error"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "word"),
+    (({"X-Webhook-Secret": ""}, "missing"), ({"X-Webhook-Secret": "guess"}, "wrong")),
+)
+def test_missing_or_wrong_secret_is_401_before_the_body_is_read(hook, headers, word):
+    for answer in (
+        post_ttn(hook, b"{not json", **headers),
+        post_chirpstack(hook, b"{not json", **headers),
+        post_chirpstack(hook, b"", event="join", **headers),
+    ):
+        assert answer.status_code == 401
+        assert word in answer.json["error"]
+    assert nothing_stored(hook)
+
+
+def test_each_configured_secret_opens_both_webhooks(hook):
+    for secret in (SECRET, OTHER_SECRET):
+        body = ttn_with(f_cnt=1)
+        assert post_ttn(hook, body, **{"X-Webhook-Secret": secret}).status_code == 200
+    headers = {"X-Webhook-Secret": SECRET}
+    assert (
+        post_chirpstack(hook, capture("chirpstack_up.json"), **headers).status_code
+        == 200
+    )
+
+
+def test_webhooks_are_off_without_secrets(make_app):
+    client = make_app().test_client()
+    for answer in (
+        post_ttn(client, capture("ttn_uplink.json")),
+        post_chirpstack(client, capture("chirpstack_up.json")),
+    ):
+        assert answer.status_code == 404
+        assert answer.json["error"].startswith(
+            "The LoRaWAN webhooks are off: set CO2LOGSERVER_LORAWAN_WEBHOOK_SECRETS"
+        )
+
+
+@pytest.mark.parametrize(
+    ("event", "body"),
+    (
+        ("join", capture("chirpstack_join.json")),
+        ("status", capture("chirpstack_status.json")),
+        ("ack", b"{}"),
+        ("txack", b"{}"),
+        ("log", b"{}"),
+        ("location", b"{}"),
+        ("integration", b"{}"),
+        ("some-future-event", b"not even json"),
+    ),
+)
+def test_other_chirpstack_events_are_answered_and_ignored(hook, event, body):
+    answer = post_chirpstack(hook, body, event=event)
+    assert answer.status_code == 200
+    assert "ignored" in answer.json
+    assert nothing_stored(hook)
+
+
+def chirpstack_with(**fields) -> bytes:
+    """The ChirpStack capture with top-level fields replaced (None removes)."""
+
+    def change(document):
+        for key, value in fields.items():
+            if value is None:
+                document.pop(key, None)
+            else:
+                document[key] = value
+
+    return edited("chirpstack_up.json", change)
+
+
+@pytest.mark.parametrize(
+    ("body", "event", "message"),
+    (
+        (capture("chirpstack_up.json"), None, "query parameter event is missing"),
+        (capture("chirpstack_up_no_codec.json"), "up", "set a payload codec"),
+        (chirpstack_with(deviceInfo={}), "up", "deviceInfo.devEui is missing"),
+        (chirpstack_with(deviceInfo=None), "up", "deviceInfo.devEui is missing"),
+        (chirpstack_with(time="yesterday"), "up", "time must be an RFC 3339 time"),
+        (chirpstack_with(object="co2=5"), "up", "object must be a JSON object"),
+        (chirpstack_with(object={}), "up", "no numeric values"),
+        (
+            chirpstack_with(rxInfo=[{"location": {"latitude": 1, "longitude": 200}}]),
+            "up",
+            "rxInfo[0].location.longitude 200 is outside",
+        ),
+        (b"", "up", "not JSON"),
+    ),
+)
+def test_bad_chirpstack_uplinks_are_refused_naming_the_field(
+    hook, body, event, message
+):
+    answer = post_chirpstack(hook, body, event=event)
+    assert answer.status_code == 400, answer.json
+    assert message in answer.json["error"]
+    assert nothing_stored(hook)
+
+
+def test_chirpstack_protobuf_encoding_is_refused_with_how_to_fix(hook):
+    answer = post_chirpstack(
+        hook, b"\n$8f3c", **{"Content-Type": "application/octet-stream"}
+    )
+    assert answer.status_code == 415
+    assert "payload encoding" in answer.json["error"]
+
+
+def test_chirpstack_location_is_the_strongest_gateways(hook):
+    assert post_chirpstack(hook, capture("chirpstack_up.json")).status_code == 200
+    app = hook.application
+    admin = "admin-token-for-exact-locations"
+    app.config["CO2LOGSERVER_ADMIN_TOKENS"] = [admin]
+    [sensor] = hook.get(
+        f"/v1/sensors?alias={ELSYS}", headers={"Authorization": f"Bearer {admin}"}
+    ).json["sensors"]
+    # rxInfo[1] (-88 dBm) beats rxInfo[0] (-104 dBm).
+    assert sensor["location"] == {
+        "latitude": 48.77585,
+        "longitude": 9.18293,
+        "elevation": 282,
+    }
+
+
+def test_rate_limit_counts_per_device_not_per_network_server(any_db_app):
+    app = any_db_app(
+        LORAWAN_WEBHOOK_SECRETS=[SECRET],
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_SENSOR="2 per minute",
+        RATELIMIT_ADDRESS="1 per minute",
+    )
+    client = app.test_client()
+    secret = {"X-Webhook-Secret": SECRET}
+    # Two uplinks of one device, one through each server: the per-address limit
+    # (1 per minute) would have refused the second; it does not apply here.
+    assert post_ttn(client, capture("ttn_uplink.json")).status_code == 200
+    assert (
+        post_chirpstack(client, capture("chirpstack_up.json"), **secret).status_code
+        == 200
+    )
+    # The third of the same device, on either server, is over its limit.
+    later = ttn_with(rx_metadata=[{"time": "2026-11-30T10:51:07Z"}])
+    refused = post_ttn(client, later)
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "CO2LOGSERVER_RATELIMIT_SENSOR" in refused.json["error"]
+    assert (
+        post_chirpstack(client, capture("chirpstack_up.json"), **secret).status_code
+        == 429
+    )
+    assert len(stored(client, ELSYS)) == 10
+    # Another device behind the same network server still gets through.
+    assert post_ttn(client, capture("ttn_uplink_decentlab.json")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    (
+        ("secret", "list of strings"),
+        ([""], "empty secret"),
+        (["ok", "  "], "empty secret"),
+    ),
+)
+def test_secrets_must_be_a_list_of_non_empty_strings(
+    build_app, db_path, value, problem
+):
+    from co2logserver.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=problem):
+        build_app({"DB": db_path, "LORAWAN_WEBHOOK_SECRETS": value})
+
+
+def test_oversized_uplink_is_413_and_stores_nothing(any_db_app):
+    app = any_db_app(LORAWAN_WEBHOOK_SECRETS=[SECRET], MAX_CONTENT_LENGTH=1024)
+    client = app.test_client()
+    assert post_ttn(client, capture("ttn_uplink.json")).status_code == 413
+    assert nothing_stored(client)

@@ -180,8 +180,8 @@ def numeric(value: Any) -> float | None:
 
 def payload_readings(
     payload: Any, where: str, ts: int
-) -> tuple[list[tuple[int, str, float]], int]:
-    """The readings of a decoded payload and how many leaves were not numbers.
+) -> tuple[list[tuple[int, str, float]], list[str]]:
+    """The readings of a decoded payload and the leaves that are not numbers.
 
     Two fields that the registry maps to one name (``temp`` and ``temperature``)
     stay two series: the later keeps its own lower-cased name.
@@ -192,11 +192,11 @@ def payload_readings(
         raise BadRequest(
             f"{where} must be a JSON object of values, not {type(payload).__name__}"
         )
-    readings, ignored, used = [], 0, set()
+    readings, ignored, used = [], [], set()
     for key, leaf in leaves(payload, ""):
         value = numeric(leaf)
         if value is None:
-            ignored += 1
+            ignored.append(f"{key}={leaf!r}"[:80])
             continue
         name = resolve(key)
         if name in used:
@@ -254,9 +254,17 @@ def uplink(
 ) -> Uplink:
     """The :class:`Uplink` of one device's decoded payload."""
     readings, ignored = payload_readings(payload, where, ts)
+    if not readings:
+        # Stored nothing: say so where the network server shows failed pushes,
+        # often a formatter that returns strings (JavaScript's toFixed()).
+        shown = ", ".join(ignored[:3]) or "it is empty"
+        raise BadRequest(
+            f"{where} has no numeric values ({shown}): make the payload formatter "
+            "return numbers; nothing was stored"
+        )
     device = DeviceReadings(name, readings, location)
     request = DeviceRequest(PROTOCOL, [device], network_verified=True)
-    return Uplink(request, name, ignored)
+    return Uplink(request, name, len(ignored))
 
 
 def parse_ttn(body: bytes, now: float, skew: float) -> Uplink | None:
