@@ -116,6 +116,14 @@ def test_ttn_and_chirpstack_uplinks_of_one_device_are_one_verified_sensor(live):
         timeout=10,
     )
     assert (chirp.status_code, chirp.content) == (200, b"")
+    status = requests.post(
+        live + CHIRPSTACK + "?event=status",
+        data=capture("chirpstack_status.json"),
+        headers=CHIRPSTACK_HEADERS,
+        timeout=10,
+    )
+    assert status.status_code == 200
+    assert status.json() == {"ignored": "event status carries no readings"}
 
     t, c = ELSYS_TTN_TS, ELSYS_CHIRPSTACK_TS
     assert readings_of(get, ELSYS) == sorted(
@@ -483,6 +491,42 @@ def test_bad_chirpstack_uplinks_are_refused_naming_the_field(
     assert answer.status_code == 400, answer.json
     assert message in answer.json["error"]
     assert nothing_stored(hook)
+
+
+def test_refusals_are_counted_by_webhook_and_reason(hook):
+    delta = Delta(hook)
+    assert (
+        post_chirpstack(hook, capture("chirpstack_up_no_codec.json")).status_code == 400
+    )
+    assert post_ttn(hook, b"{}", **{"X-Webhook-Secret": "guess"}).status_code == 401
+    rejected = "co2logserver_payloads_rejected_total"
+    assert (
+        delta.of(
+            rejected, endpoint="lorawan.chirpstack", status="400", reason="BadRequest"
+        )
+        == 1
+    )
+    assert (
+        delta.of(
+            rejected, endpoint="lorawan.ttn", status="401", reason="BadOpenSmogHash"
+        )
+        == 1
+    )
+
+
+def test_the_documented_example_request_is_stored(hook):
+    body = (
+        b'{"end_device_ids":{"device_id":"ers-co2-hall","dev_eui":"A81758FFFE0312B4"},'
+        b'"received_at":"2026-11-30T10:21:07.934157829Z",'
+        b'"uplink_message":{"f_port":5,"decoded_payload":{"co2":776,"temperature":22.6}}}'
+    )
+    assert post_ttn(hook, body).status_code == 200
+    assert stored(hook, ELSYS) == [
+        (ELSYS_TTN_TS, "CO2", 776, "ppm", True),
+        (ELSYS_TTN_TS, "TEMP", 22.6, "°C", True),
+    ]
+    found = hook.get("/v1/sensors?alias=a81758fffe0312b4").json["sensors"]
+    assert [s["suid"] for s in found] == ["a2b3f0ae-c539-5243-94fa-95f23a1c68f0"]
 
 
 def test_chirpstack_protobuf_encoding_is_refused_with_how_to_fix(hook):
