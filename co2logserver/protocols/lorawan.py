@@ -88,6 +88,12 @@ def json_body(body: bytes) -> dict[str, Any]:
     return document
 
 
+def shown(value: Any) -> str:
+    """A client's value quoted in a message, cut so a message stays short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def member(document: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted ``path`` of nested objects, or ``None``."""
     value: Any = document
@@ -109,7 +115,9 @@ def device_name(value: Any, where: str) -> str:
             "out of the webhook's message)"
         )
     if not isinstance(value, str) or not DEV_EUI.fullmatch(value):
-        raise BadRequest(f"{where} must be a DevEUI of 16 hex digits, not {value!r}")
+        raise BadRequest(
+            f"{where} must be a DevEUI of 16 hex digits, not {shown(value)}"
+        )
     return f"{PROTOCOL}:{value.lower()}"
 
 
@@ -120,12 +128,12 @@ def rfc3339_seconds(value: Any, where: str) -> int:
     """
     found = RFC3339.fullmatch(value) if isinstance(value, str) else None
     if found is None:
-        raise BadRequest(f"{where} must be an RFC 3339 time, not {value!r}")
+        raise BadRequest(f"{where} must be an RFC 3339 time, not {shown(value)}")
     year, month, day, hour, minute, second = (int(g) for g in found.groups()[:6])
     try:
         moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
     except ValueError:
-        raise BadRequest(f"{where} is not a valid time: {value!r}") from None
+        raise BadRequest(f"{where} is not a valid time: {shown(value)}") from None
     offset = 0
     if found.group(8):
         sign = -1 if found.group(8) == "-" else 1
@@ -156,7 +164,7 @@ def leaves(value: Any, prefix: str, depth: int = 0):
     :raise BadRequest: when the payload nests deeper than :data:`MAX_DEPTH`.
     """
     if depth > MAX_DEPTH:
-        raise BadRequest(f"{prefix}: nested deeper than {MAX_DEPTH} levels")
+        raise BadRequest(f"{prefix[:120]}: nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
         items = value.items()
     elif isinstance(value, list):
@@ -196,8 +204,15 @@ def payload_readings(
     for key, leaf in leaves(payload, ""):
         value = numeric(leaf)
         if value is None:
-            ignored.append(f"{key}={leaf!r}"[:80])
+            ignored.append(f"{key}={shown(leaf)}")
             continue
+        if not key.isascii():
+            try:
+                key.encode()
+            except UnicodeEncodeError:  # a lone surrogate escaped in the JSON
+                raise BadRequest(
+                    f"{where}: the field name {shown(key)} is not valid Unicode text"
+                ) from None
         name = resolve(key)
         if name in used:
             name = key.strip().lower()
@@ -218,7 +233,7 @@ def coordinate(location: Mapping, key: str, bound: float, where: str) -> float:
     """
     value = location.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(f"{where}.{key} must be a number, not {value!r}")
+        raise BadRequest(f"{where}.{key} must be a number, not {shown(value)}")
     if not -bound <= value <= bound:
         raise BadRequest(f"{where}.{key} {value!r} is outside -{bound}…{bound}")
     return float(value)
@@ -241,7 +256,7 @@ def position(location: Any, where: str) -> tuple[float, float, float | None] | N
         or not isinstance(altitude, (int, float))
         or not math.isfinite(altitude)
     ):
-        raise BadRequest(f"{where}.altitude must be a number, not {altitude!r}")
+        raise BadRequest(f"{where}.altitude must be a number, not {shown(altitude)}")
     return latitude, longitude, None if altitude is None else float(altitude)
 
 
