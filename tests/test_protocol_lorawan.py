@@ -401,7 +401,7 @@ def test_protobuf_webhook_format_is_refused_with_how_to_fix(hook):
         **{"Content-Type": "application/octet-stream"},
     )
     assert answer.status_code == 415
-    assert "JSON" in answer.json["error"]
+    assert answer.json["error"].endswith('set the webhook\'s "Webhook format" to JSON')
 
 
 @pytest.mark.parametrize(
@@ -543,7 +543,10 @@ def test_chirpstack_protobuf_encoding_is_refused_with_how_to_fix(hook):
         hook, b"\n$8f3c", **{"Content-Type": "application/octet-stream"}
     )
     assert answer.status_code == 415
-    assert "payload encoding" in answer.json["error"]
+    assert answer.json["error"] == (
+        "The body is application/octet-stream (Protobuf), not JSON: set the HTTP "
+        'integration\'s "Payload encoding" to JSON'
+    )
 
 
 def test_chirpstack_location_is_the_strongest_gateways(hook):

@@ -61,14 +61,14 @@ def check_secret() -> None:
         )
 
 
-def json_body(form: str) -> bytes:
+def json_body(fix: str) -> bytes:
     """The decoded body, refusing the servers' binary (Protobuf) formats.
 
     :raise UnsupportedMediaType: 415 for Protobuf; 413 and 400 from the body.
     """
     if request.mimetype in BINARY_TYPES:
         raise UnsupportedMediaType(
-            f"The body is {request.mimetype}: set the {form} to JSON"
+            f"The body is {request.mimetype} (Protobuf), not JSON: {fix}"
         )
     return request_bodies()[1]
 
@@ -101,7 +101,7 @@ def clock() -> tuple[float, float]:
 def ttn():
     """An uplink of The Things Stack v3 (webhook format JSON)."""
     check_secret()
-    body = json_body('webhook format (The Things Stack: "Webhook format")')
+    body = json_body('set the webhook\'s "Webhook format" to JSON')
     return store_uplink(
         lorawan.parse_ttn(body, *clock()),
         "not an uplink_message (or a simulated one): nothing to store",
@@ -115,7 +115,7 @@ def chirpstack():
     event = request.args.get("event")
     if event and event != lorawan.CHIRPSTACK_UPLINK:
         return store_uplink(None, f"event {event[:40]} carries no readings")
-    body = json_body("HTTP integration's payload encoding (ChirpStack)")
+    body = json_body('set the HTTP integration\'s "Payload encoding" to JSON')
     return store_uplink(lorawan.parse_chirpstack(body, event, *clock()), "")
 
 
