@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from co2logserver import devices
+from co2logserver.errors import BadRequest
 from co2logserver.protocols import lorawan
 from tests.appserver import GunicornServer
 from tests.test_metrics import Delta
@@ -618,3 +621,82 @@ def test_oversized_uplink_is_413_and_stores_nothing(any_db_app):
     client = app.test_client()
     assert post_ttn(client, capture("ttn_uplink.json")).status_code == 413
     assert nothing_stored(client)
+
+
+# --- the parts as pure functions, and generated payloads -------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    (
+        ("2026-11-30T10:21:07.671263933Z", ELSYS_TTN_TS),
+        ("2026-11-30T10:21:07Z", ELSYS_TTN_TS),
+        ("2026-11-30t10:21:07.9z", ELSYS_TTN_TS),
+        ("2026-11-30T10:21:07.999999999+00:00", ELSYS_TTN_TS),
+        ("2026-11-30T12:21:07.5+02:00", ELSYS_TTN_TS),
+        ("2026-11-30T05:51:07-04:30", ELSYS_TTN_TS),
+        ("2016-12-31T23:59:60Z", 1483228799),  # a leap second counts as :59
+    ),
+)
+def test_rfc3339_times_become_whole_unix_seconds(text, seconds):
+    assert lorawan.rfc3339_seconds(text, "t") == seconds
+
+
+@pytest.mark.parametrize(
+    "text",
+    ("2026-11-30", "2026-11-30T10:21:07", "2026-02-30T10:21:07Z", 1796034067, None),
+)
+def test_what_is_not_an_rfc3339_time_is_refused_naming_the_field(text):
+    with pytest.raises(BadRequest, match="^uplink_message.received_at "):
+        lorawan.rfc3339_seconds(text, "uplink_message.received_at")
+
+
+JSON_LEAVES = st.none() | st.booleans() | st.floats() | st.integers() | st.text()
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=70), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(tmp_path_factory):
+    """One app for all examples: SQLite with durability off, both secrets."""
+    from co2logserver import create_app
+
+    db = str(tmp_path_factory.mktemp("lorawan-fuzz") / "fuzz.sqlite")
+    app = create_app(
+        {
+            "DB": db,
+            "RATELIMIT_ENABLED": False,
+            "SQLITE_SYNCHRONOUS": "OFF",
+            "LORAWAN_WEBHOOK_SECRETS": [SECRET, OTHER_SECRET],
+        }
+    )
+    yield app.test_client()
+    from co2logserver.store import get_store
+
+    get_store(app).dispose()
+
+
+@settings(max_examples=80, deadline=None, database=None)
+@given(payload=JSON_VALUES, where=st.sampled_from(["decoded_payload", "object"]))
+def test_generated_payloads_get_a_2xx_or_a_4xx_never_a_5xx(fuzz_client, payload, where):
+    if where == "decoded_payload":
+        body = ttn_with(decoded_payload=payload) if payload is not None else b"{}"
+        answer = post_ttn(fuzz_client, body)
+    else:
+        answer = post_chirpstack(fuzz_client, chirpstack_with(object=payload))
+    assert answer.status_code in (200, 400), answer.data
+    assert answer.status_code == 200 or isinstance(answer.json["error"], str)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(document=JSON_VALUES)
+def test_generated_whole_bodies_never_get_a_5xx(fuzz_client, document):
+    body = json.dumps(document).encode()
+    for answer in (post_ttn(fuzz_client, body), post_chirpstack(fuzz_client, body)):
+        assert answer.status_code in (200, 400), answer.data
