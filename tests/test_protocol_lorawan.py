@@ -32,8 +32,11 @@ ELSYS = "lorawan:a81758fffe0312b4"
 DECENTLAB = "lorawan:70b3d57ba0000578"
 TTN = "/lorawan/v1/ttn"
 CHIRPSTACK = "/lorawan/v1/chirpstack"
-#: What The Things Stack sets on a JSON webhook (pkg/applicationserver/io/web).
+#: What The Things Stack sets on a JSON webhook (pkg/applicationserver/io/web,
+#: pkg/httpclient; Go's client adds Accept-Encoding), plus the header the operator adds.
 TTN_HEADERS = {
+    "User-Agent": "TheThingsStack/3.32.1 (linux/amd64)",
+    "Accept-Encoding": "gzip",
     "Content-Type": "application/json",
     "X-Tts-Domain": "eu1.cloud.thethings.network",
     "X-Webhook-Secret": SECRET,
