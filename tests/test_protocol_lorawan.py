@@ -698,6 +698,32 @@ def test_generated_payloads_get_a_2xx_or_a_4xx_never_a_5xx(fuzz_client, payload,
 
 
 @settings(max_examples=60, deadline=None, database=None)
+@given(location=JSON_VALUES)
+def test_generated_locations_get_a_2xx_or_a_4xx_never_a_5xx(fuzz_client, location):
+    user = ttn_with(locations={"user": location})
+    gateways = chirpstack_with(rxInfo=[{"rssi": -90, "location": location}])
+    for answer in (post_ttn(fuzz_client, user), post_chirpstack(fuzz_client, gateways)):
+        assert answer.status_code in (200, 400), answer.data
+
+
+@pytest.mark.parametrize(
+    "location",
+    (
+        {"latitude": 48.1, "longitude": 9.2, "altitude": 10**400},
+        {"latitude": 48.1, "longitude": 9.2, "altitude": "high"},
+        {"latitude": 10**400, "longitude": 9.2},
+        {"latitude": "48.1", "longitude": 9.2},
+    ),
+)
+def test_bad_coordinates_are_refused_naming_them(hook, location):
+    answer = post_ttn(hook, ttn_with(locations={"user": location}))
+    assert answer.status_code == 400
+    assert answer.json["error"].startswith("uplink_message.locations.user.")
+    assert len(answer.json["error"]) < 200
+    assert nothing_stored(hook)
+
+
+@settings(max_examples=60, deadline=None, database=None)
 @given(document=JSON_VALUES)
 def test_generated_whole_bodies_never_get_a_5xx(fuzz_client, document):
     body = json.dumps(document).encode()

@@ -218,7 +218,7 @@ def payload_readings(
             name = key.strip().lower()
         if name in used:
             raise BadRequest(
-                f"{where}.{key}: two fields of the payload give the reading name "
+                f"{where}.{key[:60]}: two fields of the payload give the reading name "
                 f"{name!r}; rename one in the payload formatter"
             )
         used.add(name)
@@ -235,7 +235,7 @@ def coordinate(location: Mapping, key: str, bound: float, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(f"{where}.{key} must be a number, not {shown(value)}")
     if not -bound <= value <= bound:
-        raise BadRequest(f"{where}.{key} {value!r} is outside -{bound}…{bound}")
+        raise BadRequest(f"{where}.{key} {shown(value)} is outside -{bound}…{bound}")
     return float(value)
 
 
@@ -251,13 +251,12 @@ def position(location: Any, where: str) -> tuple[float, float, float | None] | N
     latitude = coordinate(location, "latitude", 90, where)
     longitude = coordinate(location, "longitude", 180, where)
     altitude = location.get("altitude")
-    if altitude is not None and (
-        isinstance(altitude, bool)
-        or not isinstance(altitude, (int, float))
-        or not math.isfinite(altitude)
-    ):
+    if altitude is None:
+        return latitude, longitude, None
+    height = numeric(altitude)
+    if height is None or not math.isfinite(height):
         raise BadRequest(f"{where}.altitude must be a number, not {shown(altitude)}")
-    return latitude, longitude, None if altitude is None else float(altitude)
+    return latitude, longitude, height
 
 
 def uplink(
