@@ -156,6 +156,7 @@ def validate(config: dict) -> None:
     check_string_list(config, "CHECKSUM_SALTS")
     check_string_list(config, "TIME_COLS")
     check_string_list(config, "ADMIN_TOKENS")
+    check_secret_list(config, "LORAWAN_WEBHOOK_SECRETS")
     for key in POSITIVE_INTEGER_KEYS:
         check_positive_integer(config, key)
     for key in POSITIVE_NUMBER_KEYS:
@@ -215,6 +216,16 @@ def check_string_list(config: dict, key: str) -> None:
         raise ConfigError(
             f"{PREFIX}{key} must be a list of strings, e.g. "
             f"{PREFIX}{key}='[\"value\"]', not {type(value).__name__}"
+        )
+
+
+def check_secret_list(config: dict, key: str) -> None:
+    """Require a list of non-empty strings: an empty secret would match anyone."""
+    check_string_list(config, key)
+    if any(not value.strip() for value in config[PREFIX + key]):
+        raise ConfigError(
+            f"{PREFIX}{key} must not hold an empty secret (it would let every "
+            "request in); remove it or set a long random string"
         )
 
 

@@ -196,6 +196,13 @@ CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS = 2
 # Bearer tokens that may see exact locations (``Authorization: Bearer <token>``).
 CO2LOGSERVER_ADMIN_TOKENS = []
 
+# Shared secrets of the LoRaWAN webhooks ``/lorawan/v1/ttn`` and
+# ``/lorawan/v1/chirpstack``: each network server sends one in its
+# ``X-Webhook-Secret`` header. Empty (the default) turns the webhooks off (404),
+# because without a secret anyone could post "verified" readings for any DevEUI.
+# List several to change one without a gap, e.g. ``["new-secret", "old-secret"]``.
+CO2LOGSERVER_LORAWAN_WEBHOOK_SECRETS = []
+
 # Largest size in bytes of a registration's JSON metadata.
 CO2LOGSERVER_MAX_METADATA_BYTES = 4096
 

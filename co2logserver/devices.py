@@ -24,6 +24,7 @@ from co2logserver.errors import BadRequest, Forbidden, WrongCredential
 from co2logserver.readings import QUANTITIES, learned_name_problem
 from co2logserver.store import Store
 from co2logserver.store import sensors as sensor_sql
+from co2logserver.store.columns import short_repr
 from co2logserver.store.quantities import TooManyQuantities
 
 #: SPEC §9: the namespace of the uuid5 that turns a device name into its SUID.
@@ -80,7 +81,7 @@ def check_device_readings(
     problems = []
     for device in request.devices:
         for ts, name, value in device.readings:
-            where = f"{device.name}: {name}"
+            where = f"{device.name}: {name if name in QUANTITIES else short_repr(name)}"
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 problems.append(f"{where}: value must be a number")
             elif not math.isfinite(value):

@@ -177,7 +177,7 @@ def test_bad_values_and_times_name_device_and_reading(app):
     message = raised.value.message
     assert "influx:m: TEMP: value nan" in message
     assert "influx:n: HUM: time" in message
-    assert "influx:o:" in message and "printable" in message
+    assert "influx:o: 'bad\\x00name'" in message and "printable" in message
 
 
 def test_network_verified_devices_and_private_location(db_app):
