@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -180,12 +180,34 @@ def insert_reading_rows(
     return new
 
 
-def sensors_by_suid(conn: Connection, suids: Sequence[str]) -> dict[str, Row]:
-    """The rows of the sensors among ``suids`` that exist, in one query."""
+class DeviceSensor(NamedTuple):
+    """What the device path needs of a sensor row."""
+
+    suid: str
+    registration_id: int
+    secure: bool
+    alias: str | None
+    latitude: float | None
+    longitude: float | None
+    elevation: float | None
+
+
+def sensors_by_suid(conn: Connection, suids: Sequence[str]) -> dict[str, DeviceSensor]:
+    """The sensors among ``suids`` that exist, in one query on the driver's cursor.
+
+    (A SQLAlchemy ``IN`` of varying length is compiled anew each time: on a
+    protocol request of a few devices that cost more than the query.)
+    """
     if not suids:
         return {}
-    rows = conn.execute(select(sensors).where(sensors.c.suid.in_(list(suids))))
-    return {row.suid: row for row in rows}
+    sql = (
+        f"SELECT {', '.join(DeviceSensor._fields)} FROM sensors WHERE suid IN "
+        f"({placeholders(conn, len(suids))})"
+    )
+    rows = driver_rows(conn, sql, list(suids))
+    return {
+        row[0]: DeviceSensor(row[0], row[1], bool(row[2]), *row[3:]) for row in rows
+    }
 
 
 COUNT_NEW = Prepared(
