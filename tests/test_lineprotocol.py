@@ -322,3 +322,47 @@ def test_unknown_precision_is_refused():
 def test_series_key_is_what_influxdb_prints(line, key):
     [point] = parse(line)
     assert series_key(point) == key
+
+
+# The plain-line fast path must say exactly what the full parser says.
+_TOKEN = "abcXYZ019_.-:/é温"
+
+
+def _plain_lines():
+    from hypothesis import strategies as st
+
+    token = st.text(alphabet=_TOKEN + ',= \\"\t#', min_size=0, max_size=6)
+    value = st.sampled_from(
+        ["1", "-1.5", ".5", "1e3", "1E-3", "12i", "-3i", "7u", "-7u", "t", "FALSE",
+         "True", "1.", "nan", "inf", "1e999", "", "x", "9223372036854775808i"]
+    )  # fmt: skip
+    stamps = ["", " 1700000000", " -5", " 1.5", " ", " 99999999999999999999"]
+    stamp = st.sampled_from(stamps)
+    field = st.tuples(token, value).map(lambda kv: f"{kv[0]}={kv[1]}")
+    tag = st.tuples(token, token).map(lambda kv: f",{kv[0]}={kv[1]}")
+    return st.tuples(
+        token, st.lists(tag, max_size=3), st.lists(field, min_size=1, max_size=3), stamp
+    ).map(lambda p: p[0] + "".join(p[1]) + " " + ",".join(p[2]) + p[3])
+
+
+def test_plain_fast_path_agrees_with_the_full_parser():
+    from hypothesis import given, settings
+
+    from co2logserver.errors import BadRequest
+    from co2logserver.protocols import lineprotocol
+
+    def outcome(parse, body):
+        try:
+            return parse(body, "s")
+        except BadRequest as error:
+            return ("error", error.message)
+
+    @settings(max_examples=400, derandomize=True, deadline=None)
+    @given(st_lines=_plain_lines())
+    def check(st_lines):
+        body = st_lines + "\n" + st_lines
+        assert outcome(lineprotocol.parse, body) == outcome(
+            lineprotocol.parse_any, body
+        )
+
+    check()

@@ -85,6 +85,16 @@ def ceiling_kind() -> ServerKind:
     )
 
 
+def durable_ceiling_kind() -> ServerKind:
+    """The durable-Flask reference: parses, appends to a file, fsyncs, answers."""
+    return ServerKind(
+        name="durable-flask",
+        python=sys.executable,
+        app="harness.ceiling_app:create_app(durable=True)",
+        chdir=BENCH_DIR,
+    )
+
+
 def predecessor_kind(venv: Path) -> ServerKind:
     """co2logserver 0.1.2, configured through a config file as it expects."""
     return ServerKind(
