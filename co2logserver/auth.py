@@ -12,9 +12,11 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from co2logserver.config_default import (
+    CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX as SALTED_HEADER,
+)
 from co2logserver.errors import BadRequest, Forbidden
 
-SALTED_HEADER = re.compile(r"Content-(?P<algorithm>\w+)-Salted", re.IGNORECASE)
 SUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 HEX64 = re.compile(r"[0-9a-f]{64}", re.IGNORECASE)
 OPENSMOG_SCHEME = "opensmoghash"
@@ -31,15 +33,19 @@ def salted_digest(payload: bytes, salt: str, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def salted_checksums(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+def salted_checksums(
+    headers: Iterable[tuple[str, str]], pattern: re.Pattern[str] = SALTED_HEADER
+) -> dict[str, str]:
     """Return ``{algorithm: digest}`` of every ``Content-<ALG>-Salted`` header.
 
-    Names of algorithms outside ``hashlib.algorithms_guaranteed`` are ignored, as
-    any other unknown header would be.
+    ``pattern`` is ``CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX``: a header whose whole
+    name it matches is a checksum, its group ``algorithm`` names the hash. Names of
+    algorithms outside ``hashlib.algorithms_guaranteed`` are ignored, as any other
+    unknown header would be.
     """
     checksums = {}
     for name, value in headers:
-        match = SALTED_HEADER.fullmatch(name)
+        match = pattern.fullmatch(name)
         if match and match["algorithm"].lower() in hashlib.algorithms_guaranteed:
             checksums[match["algorithm"].lower()] = value.strip().lower()
     return checksums

@@ -423,7 +423,10 @@ CO2LOGSERVER_MQTT_SESSION_EXPIRY = 7 * 24 * 3600
 # unavailable (the message waits unacknowledged) or the broker is unreachable.
 CO2LOGSERVER_MQTT_MAX_BACKOFF = 30
 
-# Salted checksum header regex (fixed, as in 0.1.2).
+# Which request headers carry a salted checksum: a header whose whole name matches
+# is one, and the named group ``algorithm`` (required) names its hashlib algorithm.
+# The default is 0.1.2's ``Content-<ALGORITHM>-Salted``; a text value (e.g. from the
+# environment) is compiled case-insensitively, as header names are.
 CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX = re.compile(
     r"Content-(?P<algorithm>\w+)-Salted", re.IGNORECASE
 )
