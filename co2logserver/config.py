@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.util
 import json
 import logging
 import os
@@ -303,11 +304,10 @@ def check_osem(config: dict) -> None:
             "CO2LOGSERVER_OSEM_UPLOAD is on but CO2LOGSERVER_OSEM_PASSWORD "
             "(or SENSEMAP_PASSWORD) is not set"
         )
-    try:
-        import sensemapi  # noqa: F401
-    except ImportError:
+    # Look for it without importing it: co2logserver.osem is the one importer.
+    if importlib.util.find_spec("sensemapi") is None:
         raise ConfigError(
             "CO2LOGSERVER_OSEM_UPLOAD needs the sensemapi package: "
             "pip install 'co2logserver[opensensemap]'"
-        ) from None
+        )
     check_regex(config, "OSEM_COL_REGEX", {"type", "quantity", "unit"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from co2logserver import create_app
@@ -183,3 +185,10 @@ def test_salted_checksum_header_regex_from_the_environment(tmp_path, monkeypatch
     config = create_app({"DB": str(tmp_path / "db.sqlite")}).config
     pattern = config["CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX"]
     assert pattern.fullmatch("x-SHA1-sum")["algorithm"] == "SHA1"
+
+
+def test_forwarding_without_sensemapi_refuses_to_start(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sensemapi", None)  # as if not installed
+    settings = {"OSEM_UPLOAD": True, "OSEM_EMAIL": "a@b.c", "OSEM_PASSWORD": "pw"}
+    with pytest.raises(ConfigError, match="needs the sensemapi package"):
+        create_app({"DB": str(tmp_path / "db.sqlite"), **settings})

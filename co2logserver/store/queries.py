@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Select, column, func, select, table
+from sqlalchemy import Connection, Select, column, select, table
 
 from co2logserver.errors import BadRequest
 from co2logserver.parsers import coerce_number
@@ -173,12 +173,3 @@ def fetch_chunks(
         cursor.execute(compiled.string, [params[k] for k in compiled.positiontup])
         while chunk := cursor.fetchmany(size):
             yield chunk
-
-
-def summary(store: Store) -> dict[str, Any]:
-    """Row count and latest upload time of the data table, for the index page."""
-    with store.reading() as conn:
-        data = table(store.data.name, column(store.data.upload_time_column))
-        count = conn.execute(select(func.count()).select_from(data)).scalar_one()
-        latest = conn.execute(select(func.max(data.c[0]))).scalar_one()
-    return {"rows": count, "latest_upload": latest}
