@@ -21,6 +21,9 @@ SUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 HEX64 = re.compile(r"[0-9a-f]{64}", re.IGNORECASE)
 OPENSMOG_SCHEME = "opensmoghash"
 
+#: The variable-length hashes: their hex digest may have any even length.
+SHAKES = {"shake_128": hashlib.shake_128, "shake_256": hashlib.shake_256}
+
 #: Preferred algorithms for examples: common on microcontrollers.
 PREFERRED_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 
@@ -64,8 +67,8 @@ def matching_salt(payload: bytes, algorithm: str, digest: str, salts: Sequence[s
     if not digest_is_wellformed(digest, algorithm):
         return None
     for salt in salts:
-        if algorithm.startswith("shake_"):
-            expected = hashlib.new(algorithm, payload + salt.encode())
+        if algorithm in SHAKES:
+            expected = SHAKES[algorithm](payload + salt.encode())
             candidate = expected.hexdigest(len(digest) // 2)
         else:
             candidate = salted_digest(payload, salt, algorithm)
@@ -139,13 +142,16 @@ def opensmog_hash(body: bytes, secret: str) -> str:
     return hashlib.sha256(body + secret.encode("ascii")).hexdigest()
 
 
-def opensmog_hash_matches(authorization: str, body: bytes, secret: str) -> bool:
+def opensmog_hash_matches(authorization: str, body: bytes, secret: str | None) -> bool:
     """Whether an ``Authorization: OpenSmogHash <hex>`` value signs ``body``.
 
-    Another scheme, or a value that is not 64 hex characters, never matches.
+    Another scheme, a value that is not 64 hex characters, or a registration
+    without a SECRET (``None``) never matches.
     """
     scheme, _, value = authorization.strip().partition(" ")
     value = value.strip()
+    if secret is None:
+        return False
     if scheme.lower() != OPENSMOG_SCHEME or not HEX64.fullmatch(value):
         return False
     return hmac.compare_digest(opensmog_hash(body, secret), value.lower())
@@ -156,9 +162,9 @@ def bearer_token_allowed(authorization: str | None, tokens: Sequence[str]) -> bo
     scheme, _, value = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return False
-    value = value.strip().encode()
+    wanted = value.strip().encode()
     # Compare with every token so the time taken does not tell which one was close.
     found = False
     for token in tokens:
-        found |= hmac.compare_digest(token.encode(), value)
+        found |= hmac.compare_digest(token.encode(), wanted)
     return found

@@ -47,7 +47,7 @@ CO2LOGSERVER_RETRY_AFTER = 10
 
 # Salts (pre-shared keys) that ``Content-<ALG>-Salted`` checksums are checked against.
 # With no salts the checksum columns stay empty.
-CO2LOGSERVER_CHECKSUM_SALTS = []
+CO2LOGSERVER_CHECKSUM_SALTS: list[str] = []
 
 # Whether ``POST /upload`` requires a matching salted checksum (else 403).
 CO2LOGSERVER_UPLOAD_REQUIRES_AUTH = False
@@ -194,7 +194,7 @@ CO2LOGSERVER_REPLAY_WINDOW = 300
 CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS = 2
 
 # Bearer tokens that may see exact locations (``Authorization: Bearer <token>``).
-CO2LOGSERVER_ADMIN_TOKENS = []
+CO2LOGSERVER_ADMIN_TOKENS: list[str] = []
 
 # Largest size in bytes of a registration's JSON metadata.
 CO2LOGSERVER_MAX_METADATA_BYTES = 4096

@@ -445,7 +445,7 @@ def group_items(items: Iterable) -> dict[BoxKey, list]:
 # closes the pooled connections first.
 
 _RUNNING: weakref.WeakSet[OutboxForwarder] = weakref.WeakSet()
-_LOCKS = {"start": threading.Lock(), "fork": threading.RLock()}
+_LOCKS: dict[str, Any] = {"start": threading.Lock(), "fork": threading.RLock()}
 _HOOKS_INSTALLED = [False]
 
 

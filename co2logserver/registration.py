@@ -37,7 +37,7 @@ def check_location(location: Any) -> list[str]:
     """Latitude and longitude are needed and range-checked; elevation is optional."""
     if not isinstance(location, dict):
         return ["location must be an object with latitude and longitude"]
-    problems = [
+    problems: list[str | None] = [
         f"location.{key}: unexpected key"
         for key in location
         if key not in ("latitude", "longitude", "elevation")

@@ -170,6 +170,8 @@ def fetch_chunks(
     compiled = statement.compile(dialect=conn.dialect)
     params = compiled.construct_params()
     with driver_cursor(conn) as cursor:
-        cursor.execute(compiled.string, [params[k] for k in compiled.positiontup])
+        # SQLite's qmark style is positional, so positiontup is always set.
+        order = compiled.positiontup
+        cursor.execute(compiled.string, [params[k] for k in order])  # type: ignore[union-attr]
         while chunk := cursor.fetchmany(size):
             yield chunk
