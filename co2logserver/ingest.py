@@ -141,6 +141,8 @@ def automatic_values(
     settings: Mapping, matches: Mapping[str, str | None], now: float | None = None
 ) -> dict:
     """Upload time and checksum columns, the same for every row of an upload."""
+    matched: str | None
+    failed: str | None
     if settings["CO2LOGSERVER_CHECKSUM_SALTS"]:
         matched, failed = auth.checksum_columns(matches)
     else:

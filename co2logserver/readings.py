@@ -138,6 +138,7 @@ def public_location(
 
 def location_view(row: Any, decimals: int, exact: bool) -> dict[str, float] | None:
     """A sensor row's location as a JSON object, rounded unless ``exact``."""
+    place: tuple[float, float, float | None] | None
     if exact:
         place = (row.latitude, row.longitude, row.elevation)
         if None in place[:2]:

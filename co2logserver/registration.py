@@ -37,7 +37,7 @@ def check_location(location: Any) -> list[str]:
     """Latitude and longitude are needed and range-checked; elevation is optional."""
     if not isinstance(location, dict):
         return ["location must be an object with latitude and longitude"]
-    problems = [
+    problems: list[str | None] = [
         f"location.{key}: unexpected key"
         for key in location
         if key not in ("latitude", "longitude", "elevation")
@@ -157,7 +157,8 @@ def register_device(store: Store, alias: str) -> tuple[str, list[str]]:
                 "(e.g. airrohr:esp8266-1234567:SDS) to register one that has not "
                 "posted yet"
             )
-        targets = [(row.suid, row) for row in found] or [(suid_for(alias), None)]
+        targets: list[tuple[str, Any]] = [(row.suid, row) for row in found]
+        targets = targets or [(suid_for(alias), None)]
         for suid, row in targets:
             sensor_sql.sensor_to_write(conn, suid)
             registration = sensor_sql.new_registration(conn, suid, True, secret, now)

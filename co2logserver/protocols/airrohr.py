@@ -22,7 +22,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,7 +279,7 @@ def parse_push(body: bytes, headers: Mapping[str, str], now: int) -> AirrohrPush
 
 
 def node_readings(
-    node: str, values: list[tuple[str, float | None]], now: int
+    node: str, values: Sequence[tuple[str, float | None]], now: int
 ) -> tuple[list[DeviceReadings], int]:
     """The sensors of an airrohr node's values, placed where its GPS says.
 
@@ -301,7 +301,7 @@ def node_readings(
 
 
 def node_devices(
-    node: str, values: list[tuple[str, float | None]], now: int
+    node: str, values: Sequence[tuple[str, float | None]], now: int
 ) -> tuple[dict[str, DeviceReadings], dict[int, float], int]:
     """The node's sensors by device name, its GPS values, and the ignored count.
 

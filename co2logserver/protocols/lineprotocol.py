@@ -100,6 +100,15 @@ TAG_ESCAPES = re.compile(r"\\([, =])")
 STRING_ESCAPES = re.compile(r'\\(["\\])')
 
 
+KEY_RUN = re.compile(_KEY_CHAR + "*")
+
+
+def blanks_end(text: str, pos: int) -> int:
+    """The position after the blanks (spaces, tabs, NULs) at ``pos``."""
+    found = BLANKS.match(text, pos)
+    return found.end() if found else pos
+
+
 def unescape(pattern: re.Pattern, text: str) -> str:
     """``text`` with the escapes ``pattern`` matches replaced by their character."""
     return pattern.sub(r"\1", text) if "\\" in text else text
@@ -132,7 +141,7 @@ def parse_plain(body: str, precision: str) -> list[Point]:
         try:
             point = plain_point(text, line)
             if point is None:
-                start = BLANKS.match(text).end()
+                start = blanks_end(text, 0)
                 if start >= len(text) or text[start] == "#":
                     continue  # blanks only, or a comment after blanks
                 point, _end = parse_point(text, start, line)
@@ -218,8 +227,8 @@ def plain_value(text: str) -> FieldValue | None:
     if text in PLAIN_BOOLEANS:
         return PLAIN_BOOLEANS[text]
     if FLOAT.fullmatch(text):
-        value = float(text)
-        return value if math.isfinite(value) else None
+        real = float(text)
+        return real if math.isfinite(real) else None
     return None
 
 
@@ -228,7 +237,7 @@ def parse_any(body: str, precision: str) -> list[Point]:
     points, errors = [], []
     pos, line, size = 0, 1, len(body)
     while pos < size:
-        pos = BLANKS.match(body, pos).end()
+        pos = blanks_end(body, pos)
         if pos >= size:
             break
         char = body[pos]
@@ -300,9 +309,9 @@ def parse_point(body: str, pos: int, line: int) -> tuple[Point, int]:
         raise LineError("missing fields")
     if body[pos] != " ":
         raise LineError("invalid tag format (an unescaped '=' in a tag value)")
-    pos = BLANKS.match(body, pos + 1).end()
+    pos = blanks_end(body, pos + 1)
     fields, pos = parse_fields(body, pos)
-    pos = BLANKS.match(body, pos).end()
+    pos = blanks_end(body, pos)
     timestamp = None
     found = TIMESTAMP.match(body, pos)
     if found is not None:
@@ -344,7 +353,7 @@ def tag_problem(body: str, pos: int) -> str:
     """Why the tag at ``pos`` does not parse."""
     if at_end(body, pos) or body[pos] in " ,=":
         return "missing tag key"
-    key = re.compile(_KEY_CHAR + "*").match(body, pos).end()
+    key = KEY_RUN.match(body, pos).end()  # type: ignore[union-attr]  # ``*`` always matches
     if at_end(body, key) or body[key] != "=":
         return "missing tag value"
     value = key + 1
@@ -384,9 +393,10 @@ def field_value(found: re.Match) -> tuple[str, FieldValue, int]:
         key = MEASUREMENT_ESCAPES.sub(r"\1", key)
     text, integer, unsigned, number, boolean = found.group(2, 3, 4, 5, 6)
     if number is not None:
-        value: FieldValue = float(number)
-        if not math.isfinite(value):
+        real = float(number)
+        if not math.isfinite(real):
             raise LineError(f"invalid float {number} of {key!r} (out of range)")
+        value: FieldValue = real
     elif text is not None:
         value = unescape(STRING_ESCAPES, text)
     elif integer is not None:
@@ -480,10 +490,10 @@ def parse_number(body: str, pos: int, key: str) -> tuple[FieldValue, int]:
     found = FLOAT.match(body, pos)
     if found is None or not value_ends(body, found.end()):
         raise LineError(f"invalid number in field {key!r}")
-    number = float(found.group())
-    if not math.isfinite(number):
+    real = float(found.group())
+    if not math.isfinite(real):
         raise LineError(f"invalid float {found.group()} of {key!r} (out of range)")
-    return number, found.end()
+    return real, found.end()
 
 
 def seconds(timestamp: int, precision: str) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -165,6 +165,7 @@ def leaves(value: Any, prefix: str, depth: int = 0):
     """
     if depth > MAX_DEPTH:
         raise BadRequest(f"{prefix[:120]}: nested deeper than {MAX_DEPTH} levels")
+    items: Iterable[tuple[str, Any]]
     if isinstance(value, Mapping):
         items = value.items()
     elif isinstance(value, list):

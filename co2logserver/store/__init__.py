@@ -227,7 +227,7 @@ class Store:
             self.data.ensure(conn)
         self._schema_ready = True
 
-    def unavailable(self, error: Exception) -> StorageUnavailable:
+    def unavailable(self, error: BaseException) -> StorageUnavailable:
         """The 503 a client gets when the database is down or locked too long."""
         log.warning("database unavailable: %s", type(error).__name__)
         return StorageUnavailable(

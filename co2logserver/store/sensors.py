@@ -108,7 +108,8 @@ def new_registration(
     result = conn.execute(
         insert(registrations).values(suid=suid, secure=secure, created_at=now)
     )
-    registration_id = result.inserted_primary_key[0]
+    # An INSERT of one row always has its key (it is None for executemany only).
+    registration_id = result.inserted_primary_key[0]  # type: ignore[index]
     if secret is not None:
         quiet(
             conn,
@@ -321,7 +322,7 @@ def alias_matches(alias: str):
 def describe_device(
     conn: Connection,
     suid: str,
-    sensor: Row | None,
+    sensor: Row | DeviceSensor | None,
     alias: str,
     location: tuple[float, float, float | None] | None,
     now: int,

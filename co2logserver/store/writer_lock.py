@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, event
 try:
     import fcntl
 except ImportError:  # Windows: no flock
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # checked before every use
 
 log = logging.getLogger(__name__)
 
