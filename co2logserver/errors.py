@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from werkzeug.exceptions import HTTPException
 
 
@@ -80,8 +81,15 @@ def error_body(message: str) -> dict[str, Any]:
     return {"error": message}
 
 
+#: Methods that never store anything: their 503 does not say "Nothing was stored".
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 def _api_error_response(error: ApiError):
-    return error_body(error.message), error.status, error.headers
+    message = error.message
+    if isinstance(error, StorageUnavailable) and request.method not in SAFE_METHODS:
+        message += " Nothing was stored."
+    return error_body(message), error.status, error.headers
 
 
 def _http_error_response(error: HTTPException):

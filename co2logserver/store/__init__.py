@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -20,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from co2logserver.errors import StorageUnavailable
+from co2logserver.errors import ConfigError, StorageUnavailable
 from co2logserver.store import schema, writer_lock
 from co2logserver.store.columns import DataTable
 
@@ -61,6 +62,36 @@ def enable_wal(cursor, timeout: float) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
+
+
+def check_sqlite_file(url: str) -> None:
+    """Refuse, at start, a database file SQLite could never open or write.
+
+    Without this a missing directory or a read-only mount only shows at the first
+    request, as a 503 "retry later" that sensors would retry forever. SQLite also
+    writes its journal and WAL files beside the database, so the directory must be
+    writable too.
+
+    :raise ConfigError: one line naming ``CO2LOGSERVER_DB``, the path and the OS error.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = os.path.abspath(database)
+    directory = os.path.dirname(path)
+    target = path
+    try:
+        if os.path.exists(path):
+            os.close(os.open(path, os.O_RDWR))
+        target = directory
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            f"CO2LOGSERVER_DB: cannot write the SQLite database {path} "
+            f"({target}: {reason})"
+        ) from None
 
 
 def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
@@ -112,6 +143,13 @@ def postgres_engine(url: str) -> Engine:
     )
 
 
+def outage_cause(error: BaseException) -> str:
+    """The driver's own words for an outage ("unable to open database file"...)."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    return text[0][:200] if text else type(cause).__name__
+
+
 class Store:
     """Owns the engine and hands out transactions; knows nothing of HTTP."""
 
@@ -119,6 +157,7 @@ class Store:
         self.url = database_url(settings["CO2LOGSERVER_DB"])
         self.retry_after = str(settings["CO2LOGSERVER_RETRY_AFTER"])
         if self.url.startswith("sqlite"):
+            check_sqlite_file(self.url)
             self.engine = sqlite_engine(self.url, settings)
         else:
             self.engine = postgres_engine(self.url)
@@ -154,10 +193,17 @@ class Store:
         self._schema_ready = True
 
     def unavailable(self, error: Exception) -> StorageUnavailable:
-        """The 503 a client gets when the database is down or locked too long."""
-        log.warning("database unavailable: %s", type(error).__name__)
+        """The 503 a client gets when the database is down or locked too long.
+
+        The log line names the cause (the driver's message, never the statement or
+        its values); whether "nothing was stored" is added is up to the web layer,
+        which knows if the request was a write.
+        """
+        log.warning(
+            "database unavailable: %s: %s", type(error).__name__, outage_cause(error)
+        )
         return StorageUnavailable(
-            "The database is unavailable right now; retry later. Nothing was stored.",
+            "The database is unavailable right now; retry later.",
             headers={"Retry-After": self.retry_after},
         )
 
