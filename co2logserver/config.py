@@ -36,6 +36,13 @@ SENSEMAP_ENVIRONMENT = {
     "CO2LOGSERVER_OSEM_PASSWORD": "SENSEMAP_PASSWORD",
 }
 
+#: Keys that hold the operator's functions.
+CALLABLE_KEYS = (
+    "AUTH_CHECKER",
+    "TIME_CONVERTER",
+    "ACCEPT_NEW_COLUMN",
+    "ACCEPT_NEW_READING_TYPE",
+)
 POSITIVE_INTEGER_KEYS = (
     "MAX_LIMIT_OF_ROWS",
     "MAX_ROWS",
@@ -178,7 +185,7 @@ def validate(config: dict) -> None:
     check_choice(config, "SQLITE_SYNCHRONOUS", ("OFF", "NORMAL", "FULL", "EXTRA"))
     check_loglevel(config)
     check_reregistration(config)
-    for key in ("AUTH_CHECKER", "TIME_CONVERTER", "ACCEPT_NEW_COLUMN"):
+    for key in CALLABLE_KEYS:
         if not callable(config[PREFIX + key]):
             raise ConfigError(f"{PREFIX}{key} must be a function")
     if (

@@ -105,6 +105,17 @@ def CO2LOGSERVER_ACCEPT_NEW_COLUMN(col):
     return True
 
 
+def CO2LOGSERVER_ACCEPT_NEW_READING_TYPE(name):
+    """Decide whether a reading name no quantity of the registry maps is stored.
+
+    SPEC §9: an InfluxDB field, LoRaWAN payload key or airrohr value_type with no
+    mapping is stored as a quantity of its own (its lower-cased name, unit unknown)
+    unless this returns False; refused readings are counted in ``/metrics``
+    (``co2logserver_reading_types_refused``) and the rest of the request is stored.
+    """
+    return True
+
+
 # Whether rows with no data columns (only automatic ones) are stored.
 CO2LOGSERVER_ALLOW_EMPTY_ROWS = False
 

@@ -380,11 +380,31 @@ def submit_readings(
             for obs in observations
             for code, value in obs.readings.items()
         ]
-        new = sensor_sql.insert_readings(conn, registration, values)
-        sensor_sql.count_new_readings(conn, suid, new)
-        if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
-            outbox.enqueue(conn, outbox.READINGS, readings_items(suid, values, new))
+        new = store_sensor_readings(conn, settings, suid, registration, values)
     return len(new)
+
+
+def store_sensor_readings(
+    conn,
+    settings: Mapping,
+    suid: str,
+    registration: int,
+    values,
+    learned: Mapping[int, str] | None = None,
+) -> list[tuple[int, int]]:
+    """Write checked ``(ts, code, value)`` readings of one sensor; return the new keys.
+
+    Where every protocol's readings end: a reading stored before stays as it was
+    (safe retries), the sensor's counts follow, and new readings go to the outbox
+    in the same transaction (``learned`` names the codes the registry lacks).
+    """
+    new = sensor_sql.insert_readings(conn, registration, values)
+    sensor_sql.count_new_readings(conn, suid, new)
+    if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
+        outbox.enqueue(
+            conn, outbox.READINGS, readings_items(suid, values, new, learned or {})
+        )
+    return new
 
 
 def register_rogue(conn, suid: str, now: int) -> int:
@@ -394,13 +414,17 @@ def register_rogue(conn, suid: str, now: int) -> int:
     return registration
 
 
-def readings_items(suid: str, values, new) -> list[tuple[str, dict]]:
+def readings_items(
+    suid: str, values, new, learned: Mapping[int, str] | None = None
+) -> list[tuple[str, dict]]:
     """One outbox item per observation time with its new readings."""
+    learned = learned or {}
     fresh = set(new)
     by_time: dict[int, dict[str, float]] = {}
     for ts, code, value in values:
         if (ts, code) in fresh:
-            by_time.setdefault(ts, {})[BY_CODE[code].name] = value
+            name = BY_CODE[code].name if code in BY_CODE else learned[code]
+            by_time.setdefault(ts, {})[name] = value
     return [
         (suid, {"timestamp": ts, "readings": r}) for ts, r in sorted(by_time.items())
     ]

@@ -58,6 +58,9 @@ class Counters:
     readings: Counter
     rejected: Counter
     rate_limited: Counter
+    protocol_readings: Counter
+    refused_types: Counter
+    ignored_fields: Counter
 
 
 def make_counters() -> Counters:
@@ -93,6 +96,26 @@ def make_counters() -> Counters:
             ["endpoint"],
             registry=registry,
         ),
+        protocol_readings=Counter(
+            "co2logserver_protocol_readings_stored",
+            "New readings stored from firmware protocols (SPEC §9), by protocol.",
+            ["protocol"],
+            registry=registry,
+        ),
+        refused_types=Counter(
+            "co2logserver_reading_types_refused",
+            "Readings left out because CO2LOGSERVER_ACCEPT_NEW_READING_TYPE refused "
+            "their name, by protocol.",
+            ["protocol"],
+            registry=registry,
+        ),
+        ignored_fields=Counter(
+            "co2logserver_fields_ignored",
+            "Fields that are not readings (InfluxDB strings and booleans, ...), "
+            "by protocol.",
+            ["protocol"],
+            registry=registry,
+        ),
     )
 
 
@@ -115,6 +138,19 @@ def count_rows(count: int) -> None:
 def count_readings(count: int) -> None:
     """Count new readings that a committed request stored."""
     counters().readings.inc(count)
+
+
+def count_protocol(
+    protocol: str, stored: int, refused_types: int = 0, ignored_fields: int = 0
+) -> None:
+    """Count what a committed request of a firmware protocol stored and left out."""
+    found = counters()
+    found.readings.inc(stored)
+    found.protocol_readings.labels(protocol).inc(stored)
+    if refused_types:
+        found.refused_types.labels(protocol).inc(refused_types)
+    if ignored_fields:
+        found.ignored_fields.labels(protocol).inc(ignored_fields)
 
 
 def count_response(response: Response) -> Response:

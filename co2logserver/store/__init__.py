@@ -18,12 +18,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 
 from co2logserver.errors import ConfigError, StorageUnavailable
 from co2logserver.store import schema, writer_lock
 from co2logserver.store.columns import DataTable
+from co2logserver.store.quantities import Quantities
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,27 @@ def outage_cause(error: BaseException) -> str:
     return text[0][:200] if text else type(cause).__name__
 
 
+#: Columns of ``sensors`` that databases of earlier versions lack, with their DDL.
+ADDED_SENSOR_COLUMNS = {"alias": "TEXT"}
+
+
+def add_missing_sensor_columns(conn: Connection) -> None:
+    """Bring a 1.0-dev ``sensors`` table up to date (SPEC §9's ``alias``).
+
+    ``create_all`` makes missing tables only; a column added later is added here,
+    in the schema transaction, with its index.
+    """
+    present = {column["name"] for column in inspect(conn).get_columns("sensors")}
+    missing = [name for name in ADDED_SENSOR_COLUMNS if name not in present]
+    for name in missing:
+        conn.exec_driver_sql(
+            f"ALTER TABLE sensors ADD COLUMN {name} {ADDED_SENSOR_COLUMNS[name]}"
+        )
+        log.info("database: added the column sensors.%s", name)
+    if "alias" in missing:
+        conn.exec_driver_sql("CREATE INDEX ix_sensors_alias ON sensors (alias)")
+
+
 class Store:
     """Owns the engine and hands out transactions; knows nothing of HTTP."""
 
@@ -172,6 +194,7 @@ class Store:
             dbapi.InterfaceError,
         )
         self.data = DataTable(settings["CO2LOGSERVER_DATA_TABLE_NAME"], settings)
+        self.quantities = Quantities()
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
@@ -189,6 +212,7 @@ class Store:
                 # "if not exists" across concurrent transactions, so take turns.
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
             schema.metadata.create_all(conn)
+            add_missing_sensor_columns(conn)
             self.data.ensure(conn)
         self._schema_ready = True
 
@@ -226,9 +250,12 @@ class Store:
                 with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
             self.data.settled(committed=True)
+            self.quantities.settled(committed=True)
         except BaseException as error:
-            # The transaction rolled back, and with it any column it added.
+            # The transaction rolled back, and with it any column or quantity it
+            # added.
             self.data.settled(committed=False)
+            self.quantities.settled(committed=False)
             if self.is_outage(error):
                 raise self.unavailable(error) from error
             raise

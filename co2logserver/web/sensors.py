@@ -82,8 +82,13 @@ def rogue_readings(suid: str):
 
 @bp.get("/v1/sensors")
 def list_sensors():
-    """Every sensor with its public location."""
-    return {"sensors": readback.list_sensor_views(store(), decimals(), is_admin())}
+    """Every sensor with its public location; ``?alias=`` finds protocol devices."""
+    alias = request.args.get("alias")
+    return {
+        "sensors": readback.list_sensor_views(
+            store(), decimals(), is_admin(), alias or None
+        )
+    }
 
 
 @bp.get("/v1/sensors/<suid>")
