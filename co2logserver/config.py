@@ -295,7 +295,7 @@ def check_osem(config: dict) -> None:
     except ImportError:
         raise ConfigError(
             "CO2LOGSERVER_OSEM_UPLOAD needs the sensemapi package: "
-            "pip install 'co2logserver[opensensemap]'"
+            "pip install 'sensemapi>=0.5'"
         ) from None
     regex = config["CO2LOGSERVER_OSEM_COL_REGEX"]
     if isinstance(regex, str):

@@ -357,7 +357,7 @@ class MqttSubscriber:
     ):
         if paho is None:
             raise ConfigError(
-                "MQTT needs the paho-mqtt package: pip install 'co2logserver[mqtt]'"
+                "MQTT needs the paho-mqtt package: pip install 'paho-mqtt>=2'"
             )
         self.settings = settings
         self.broker = parse_broker_url(settings["CO2LOGSERVER_MQTT_URL"])
