@@ -100,7 +100,11 @@ def require_json_readings() -> None:
     """
     mimetype = request.mimetype
     if mimetype in OTHER_FORMATS or mimetype.startswith("multipart/"):
+        hint = ""
+        if mimetype == "application/x-www-form-urlencoded":
+            # What curl --data and Python's urllib declare unless told otherwise.
+            hint = " (curl: add -H 'Content-Type: application/json')"
         raise UnsupportedMediaType(
             f"Content-Type {mimetype!r} is not read here: send the readings as a "
-            "JSON array of observations with Content-Type: application/json"
+            f"JSON array of observations with Content-Type: application/json{hint}"
         )
