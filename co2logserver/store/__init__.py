@@ -14,7 +14,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -47,7 +47,12 @@ def database_url(value: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def enable_wal(cursor, timeout: float) -> None:
+#: Journal modes this process switched SQLite files from, by file (for the one
+#: upgrade line of :meth:`Store.ensure_schema`).
+SWITCHED_TO_WAL: dict[str, str] = {}
+
+
+def enable_wal(cursor, timeout: float, path: str | None = None) -> None:
     """Put the database in WAL mode (kept in the file, so it is switched once).
 
     Switching needs the database to itself, and SQLite answers "database is locked"
@@ -57,7 +62,11 @@ def enable_wal(cursor, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            before = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if before.lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+                if path:
+                    SWITCHED_TO_WAL[path] = before.lower()
             return
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() > deadline:
@@ -107,6 +116,7 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     )
     synchronous = settings["CO2LOGSERVER_SQLITE_SYNCHRONOUS"]
     busy_timeout = settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"]
+    database = make_url(url).database
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection, _record):
@@ -114,7 +124,7 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
         # write lock up front (pysqlite would defer it to the first INSERT).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        enable_wal(cursor, busy_timeout)
+        enable_wal(cursor, busy_timeout, database)
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
@@ -126,7 +136,6 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
         driver = connection.connection.driver_connection
         driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    database = make_url(url).database
     if database and database != ":memory:":
         writer_lock.install(engine, database)
     return engine
@@ -142,6 +151,27 @@ def postgres_engine(url: str) -> Engine:
         max_overflow=4,
         connect_args={"connect_timeout": 5},
     )
+
+
+#: Words of a driver's outage message, by the cause ``/metrics`` counts them under.
+OUTAGE_KINDS = (
+    ("locked", ("locked", "busy")),
+    ("disk", ("disk", "read-only", "readonly", "no space")),
+    ("timeout", ("timeout", "timed out")),
+    (
+        "unreachable",
+        ("unable to open", "connect", "connection", "server closed", "terminating"),
+    ),
+)
+
+
+def outage_kind(error: BaseException) -> str:
+    """What kind of outage ``error`` is: locked, disk, timeout, unreachable, other."""
+    text = outage_cause(error).lower()
+    for kind, words in OUTAGE_KINDS:
+        if any(word in text for word in words):
+            return kind
+    return "other"
 
 
 def outage_cause(error: BaseException) -> str:
@@ -197,6 +227,8 @@ class Store:
         self.quantities = Quantities()
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        #: Called with :func:`outage_kind` of every outage (``metrics`` counts them).
+        self.on_outage: Callable[[str], None] | None = None
 
     def init_app(self, app) -> None:
         """Attach to ``app``; the schema is created on first use, not at import."""
@@ -211,10 +243,35 @@ class Store:
                 # Workers start together; PostgreSQL's CREATE TABLE is not
                 # "if not exists" across concurrent transactions, so take turns.
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+            before = set(inspect(conn).get_table_names())
             schema.metadata.create_all(conn)
             add_missing_sensor_columns(conn)
             self.data.ensure(conn)
         self._schema_ready = True
+        added = sorted(set(schema.metadata.tables) - before)
+        if self.data.name in before and added:
+            self.log_upgrade(added)
+
+    def log_upgrade(self, added: list[str]) -> None:
+        """One line for the first start on a database of co2logserver 0.1.2: what
+        changed in the file (docs/deployment.rst, Upgrading, says the same)."""
+        database = make_url(self.url).database or self.url
+        switched = SWITCHED_TO_WAL.get(database)
+        journal = (
+            f"switched the file from {switched} to WAL journal mode (back up the "
+            "-wal file with it), "
+            if switched
+            else ""
+        )
+        where = database if self.dialect == "sqlite" else "the PostgreSQL database"
+        log.warning(
+            "first start on the co2logserver 0.1.2 database %s: %sadded the tables "
+            "%s; the %s table and its rows are unchanged",
+            where,
+            journal,
+            ", ".join(added),
+            self.data.name,
+        )
 
     def unavailable(self, error: Exception) -> StorageUnavailable:
         """The 503 a client gets when the database is down or locked too long.
@@ -226,6 +283,8 @@ class Store:
         log.warning(
             "database unavailable: %s: %s", type(error).__name__, outage_cause(error)
         )
+        if self.on_outage is not None:
+            self.on_outage(outage_kind(error))
         return StorageUnavailable(
             "The database is unavailable right now; retry later.",
             headers={"Retry-After": self.retry_after},

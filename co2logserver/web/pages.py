@@ -44,4 +44,4 @@ def health():
 @bp.get("/metrics")
 def prometheus_metrics():
     """Counters and gauges in the Prometheus text format."""
-    return metrics.metrics_response(store())
+    return metrics.metrics_response(store(), settings())
