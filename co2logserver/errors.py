@@ -151,7 +151,7 @@ def _http_error_response(error: HTTPException):
     if error.code == 413:
         limit = current_app.config.get("CO2LOGSERVER_MAX_CONTENT_LENGTH")
         message = (
-            f"The request body is larger than the limit of {limit} bytes "
+            f"The request body is too large: over the limit of {limit} bytes "
             "(CO2LOGSERVER_MAX_CONTENT_LENGTH); send less per request"
         )
     if error.code == 404 and wants_html():

@@ -76,7 +76,7 @@ def request_bodies(body_required: bool = True) -> tuple[bytes, bytes]:
     if request.content_length is None and len(raw) >= limit:
         # werkzeug cuts a chunked body at the limit silently: never store a part.
         raise PayloadTooLarge(
-            f"The request body is larger than the limit of {limit} bytes "
+            f"The request body is too large: over the limit of {limit} bytes "
             "(CO2LOGSERVER_MAX_CONTENT_LENGTH); send less per request"
         )
     return raw, decode_content(raw, request.headers.get("Content-Encoding"), limit)
