@@ -7,12 +7,15 @@ prints a third. So the lazy ``application`` turns a :class:`ConfigError` into on
 line and an exit the master understands: the first worker of a master to fail
 prints the line and exits with gunicorn's ``WORKER_BOOT_ERROR`` (3), which halts
 the master; its siblings exit quietly (0) while the master is already stopping.
-With ``--preload`` (in the master) the line goes to stderr with exit status 1.
+Which worker is first is decided by a marker file named after the master in the
+temporary directory; a marker is removed by the next failure once its master is
+gone. With ``--preload`` (in the master) the line goes to stderr with exit status 1.
 ``create_app()`` itself keeps raising the exception, for callers that handle it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import sys
@@ -47,16 +50,25 @@ def process_start(pid: int) -> str:
         return "0"
 
 
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0 checks without sending one)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def first_to_fail(master_pid: int) -> bool:
     """Whether this is the master's first worker to fail (a marker file says so)."""
     prefix = os.path.join(tempfile.gettempdir(), f"co2logserver-boot-{os.getuid()}-")
     for stale in glob.glob(prefix + "*"):
         pid = stale[len(prefix) :].split("-")[0]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            try:
+        if pid.isdigit() and not alive(int(pid)):
+            with contextlib.suppress(OSError):
                 os.unlink(stale)
-            except OSError:
-                pass
     marker = f"{prefix}{master_pid}-{process_start(master_pid)}"
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
