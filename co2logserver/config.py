@@ -183,6 +183,16 @@ def validate(config: dict) -> None:
         check_positive_integer(config, key)
     for key in POSITIVE_NUMBER_KEYS:
         check_positive_number(config, key)
+    spool_bytes = config[PREFIX + "SPOOL_MAX_BYTES"]
+    if (
+        isinstance(spool_bytes, bool)
+        or not isinstance(spool_bytes, int)
+        or spool_bytes < 0
+    ):
+        raise ConfigError(
+            f"{PREFIX}SPOOL_MAX_BYTES must be a whole number of bytes (0 turns the "
+            f"spool off), not {spool_bytes!r}"
+        )
     check_choice(config, "SQLITE_SYNCHRONOUS", ("OFF", "NORMAL", "FULL", "EXTRA"))
     check_loglevel(config)
     check_reregistration(config)

@@ -136,6 +136,17 @@ CO2LOGSERVER_MAX_COLUMNS = 200
 # Largest request body in bytes, also the cap on a gzip body's decompressed size.
 CO2LOGSERVER_MAX_CONTENT_LENGTH = 1024 * 1024
 
+# Where requests wait while the database is away (SPEC §10): a directory on local
+# disk, one per database. Empty: next to an SQLite file (``<file>.spool``), or
+# ``co2logserver-spool/<hash of the URL>`` in the working directory for PostgreSQL.
+# An unwritable directory stops the start.
+CO2LOGSERVER_SPOOL_DIR = ""
+
+# At most this many bytes of spooled requests; when full, posts get 503 +
+# Retry-After again. 0 turns the spool off (every outage is a 503, as before 1.0).
+CO2LOGSERVER_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+
+
 # Whether ingest routes are rate limited (turn off only for benchmarks).
 CO2LOGSERVER_RATELIMIT_ENABLED = True
 

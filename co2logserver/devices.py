@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from co2logserver import ingest
+from co2logserver import ingest, verify
 from co2logserver.errors import BadRequest, Forbidden, WrongCredential
 from co2logserver.readings import QUANTITIES, learned_name_problem
 from co2logserver.store import Store
@@ -98,7 +98,11 @@ def check_device_readings(
 
 
 def submit_devices(
-    store: Store, settings: Mapping, request: DeviceRequest
+    store: Store,
+    settings: Mapping,
+    request: DeviceRequest,
+    now: float | None = None,
+    authorized: frozenset[str] = frozenset(),
 ) -> DeviceResult:
     """Store a protocol request's readings; all of them or, on any error, none.
 
@@ -106,28 +110,34 @@ def submit_devices(
     :raise Forbidden: 403 for a secure sensor without a credential.
     :raise WrongCredential: 401 for a secure sensor with a wrong one.
     :raise StorageUnavailable: 503 when the database is down.
+
+    ``now`` is the receive time; ``authorized`` the SUIDs whose credential the
+    spool already checked (the request's credential is never written to disk).
     """
-    now = time.time()
+    now = time.time() if now is None else now
     ingest.raise_errors(check_device_readings(request, settings, now))
     accept = settings["CO2LOGSERVER_ACCEPT_NEW_READING_TYPE"]
     result = DeviceResult()
     # Sorted by SUID: two requests lock new sensors in one order, never deadlock.
     devices = sorted(request.devices, key=lambda d: suid_for(d.name))
     with store.transaction() as conn:
-        for device in devices:
+        coded = [(device, suid_for(device.name)) for device in devices]
+        known = sensor_sql.sensors_by_suid(conn, [suid for _device, suid in coded])
+        batches = []
+        for device, suid in coded:
             values, learned = coded_values(store, conn, device, accept, result)
             if not values and device.location is None:
                 continue
-            suid = suid_for(device.name)
-            registration = writable_registration(conn, suid, request, int(now))
-            sensor_sql.describe_device(
-                conn, sensor_sql.get_sensor(conn, suid), device.name,
-                device.location, int(now),
-            )  # fmt: skip
-            new = ingest.store_sensor_readings(
-                conn, settings, suid, registration, values, learned
+            sensor = known.get(suid)
+            registration = writable_registration(
+                store, conn, suid, sensor, request, int(now), suid in authorized
             )
-            result.stored += len(new)
+            sensor_sql.describe_device(
+                conn, suid, sensor, device.name, device.location, int(now)
+            )
+            batches.append(ingest.SensorReadings(suid, registration, values, learned))
+        news = ingest.store_readings(conn, settings, batches)
+        result.stored = sum(map(len, news))
     return result
 
 
@@ -154,14 +164,24 @@ def coded_values(
     return values, learned
 
 
-def writable_registration(conn, suid: str, request: DeviceRequest, now: int) -> int:
+def writable_registration(
+    store: Store,
+    conn,
+    suid: str,
+    sensor,
+    request: DeviceRequest,
+    now: int,
+    authorized: bool,
+) -> int:
     """The registration the device's readings go under, after the §6 table.
 
     First use registers the sensor: rogue, or secure without a SECRET when the
     network authenticated the device. A secure sensor needs its SECRET in the
     protocol's credential slot (none: 403, wrong: 401) unless the network vouches.
+    ``sensor`` is its row as read with the request's others (``None``: not yet).
     """
-    sensor = sensor_sql.sensor_to_write(conn, suid)
+    if sensor is None:
+        sensor = sensor_sql.sensor_to_write(conn, suid)
     if request.network_verified:
         if sensor is not None and sensor.secure:
             return sensor.registration_id
@@ -172,22 +192,30 @@ def writable_registration(conn, suid: str, request: DeviceRequest, now: int) -> 
         return registration
     if sensor is None:
         return ingest.register_rogue(conn, suid, now)
-    if sensor.secure:
-        check_credential(conn, sensor, request)
+    credentials = verify.credentials_of(conn, sensor)
+    store.registrations[suid] = credentials
+    if sensor.secure and not authorized:
+        check_credential(suid, credentials, request)
     return sensor.registration_id
 
 
-def check_credential(conn, sensor, request: DeviceRequest) -> None:
-    """A secure sensor's SECRET, compared in constant time."""
+def check_credential(suid: str, credentials, request: DeviceRequest) -> None:
+    """A secure sensor's SECRET in the protocol's slot, compared in constant time.
+
+    Needs no database (``credentials`` may come from the worker's cache), so the
+    spool applies the same rule while the database is away.
+
+    :raise Forbidden: 403 without a credential.
+    :raise WrongCredential: 401 for another one.
+    """
     if request.credential is None:
         raise Forbidden(
-            f"Sensor {sensor.suid} ({sensor.alias or 'no alias'}) is registered as "
-            f"secure: {request.credential_hint}"
+            f"Sensor {suid} is registered as secure: {request.credential_hint}"
         )
-    secret = sensor_sql.registration_secret(conn, sensor.registration_id)
+    secret = credentials.secret
     given = request.credential.strip().lower().encode()
     if secret is None or not hmac.compare_digest(given, secret.encode()):
         raise WrongCredential(
-            f"Sensor {sensor.suid} ({sensor.alias or 'no alias'}) is registered as "
-            "secure and the credential is not its current SECRET"
+            f"Sensor {suid} is registered as secure and the credential is not its "
+            "current SECRET"
         )

@@ -137,14 +137,20 @@ def merged(first: list, second: list, column: str, errors: list[str]) -> list:
     return result
 
 
-def automatic_values(settings: Mapping, matches: Mapping[str, str | None]) -> dict:
+def automatic_values(
+    settings: Mapping, matches: Mapping[str, str | None], now: float | None = None
+) -> dict:
     """Upload time and checksum columns, the same for every row of an upload."""
     if settings["CO2LOGSERVER_CHECKSUM_SALTS"]:
         matched, failed = auth.checksum_columns(matches)
     else:
         matched = failed = None
     return {
-        settings["CO2LOGSERVER_UPLOAD_TIME_COL"]: datetime.datetime.now(datetime.UTC),
+        settings["CO2LOGSERVER_UPLOAD_TIME_COL"]: (
+            datetime.datetime.now(datetime.UTC)
+            if now is None
+            else datetime.datetime.fromtimestamp(now, datetime.UTC)
+        ),
         settings["CO2LOGSERVER_MATCHED_CHECKSUMS_COL"]: matched,
         settings["CO2LOGSERVER_FAILED_CHECKSUMS_COL"]: failed,
     }
@@ -155,8 +161,11 @@ def ingest_upload(
     settings: Mapping,
     batch: Batch,
     matches: Mapping[str, str | None],
+    now: float | None = None,
 ) -> int:
     """Validate and store a legacy upload; return how many rows were stored.
+
+    ``now`` is the receive time (the spool's applier passes the spooled one).
 
     :raise PayloadTooLarge: for more rows than ``CO2LOGSERVER_MAX_ROWS``.
     :raise BadRequest: for bad names or values (nothing is stored).
@@ -171,7 +180,7 @@ def ingest_upload(
     batch = normalise(batch, settings)
     if not batch.length:  # e.g. a CSV header alone: no row to store, no column to add
         return 0
-    automatic = automatic_values(settings, matches)
+    automatic = automatic_values(settings, matches, now)
     for name in automatic:  # the server sets these, as 0.1.2 did
         batch.columns.pop(name, None)
     with store.transaction() as conn:
@@ -344,11 +353,13 @@ def submit_readings(
     authorization: str | None,
     rogue_route: bool,
     raw_body: bytes | None = None,
+    now: float | None = None,
 ) -> int:
     """Apply the authorization table of the OpenSmog API and store the readings.
 
     ``body`` is the payload (decompressed); ``raw_body`` the bytes as sent, which
-    the OpenSmogHash covers. Returns how many readings were new.
+    the OpenSmogHash covers; ``now`` the receive time (the spool's applier passes
+    the time a request was spooled). Returns how many readings were new.
 
     :raise BadRequest: 400 for a bad SUID or payload.
     :raise BadOpenSmogHash: 401 for a wrong hash of a secure sensor.
@@ -357,24 +368,29 @@ def submit_readings(
     :raise StorageUnavailable: 503 when the database is down.
     """
     suid = auth.parse_suid(suid)
-    now = time.time()
+    now = time.time() if now is None else now
     observations, payload_error = checked_payload(body, settings, now)
     with store.transaction() as conn:
         sensor = sensor_sql.sensor_to_write(conn, suid)
+        if sensor is None:
+            credentials = None
+        else:
+            credentials = verify.credentials_of(conn, sensor)
+            store.registrations[suid] = credentials
         fresh = True
-        if sensor and sensor.secure:
+        if credentials and credentials.secure:
             fresh = verify.check_secure_access(
-                conn, sensor.registration_id, settings, authorization,
-                raw_body or body, rogue_route, now,
+                conn, credentials, settings, authorization, raw_body or body,
+                rogue_route, now,
             )  # fmt: skip
         if payload_error:
             raise payload_error
         if not fresh:  # an OpenSmogHash2 retry of an accepted request
             return 0
-        if sensor is None:
+        if credentials is None:
             registration = register_rogue(conn, suid, int(now))
         else:
-            registration = sensor.registration_id
+            registration = credentials.registration_id
         values = [
             (obs.timestamp, code, value)
             for obs in observations
@@ -392,19 +408,48 @@ def store_sensor_readings(
     values,
     learned: Mapping[int, str] | None = None,
 ) -> list[tuple[int, int]]:
-    """Write checked ``(ts, code, value)`` readings of one sensor; return the new keys.
+    """Write checked ``(ts, code, value)`` readings of one sensor; return new keys."""
+    batch = SensorReadings(suid, registration, values, learned or {})
+    return store_readings(conn, settings, [batch])[0]
 
-    Where every protocol's readings end: a reading stored before stays as it was
-    (safe retries), the sensor's counts follow, and new readings go to the outbox
-    in the same transaction (``learned`` names the codes the registry lacks).
+
+@dataclass
+class SensorReadings:
+    """Checked readings of one sensor's registration, ready to be written."""
+
+    suid: str
+    registration: int
+    values: Sequence[tuple[int, int, float]]
+    #: Names of the codes the registry lacks (learned ones), for the outbox.
+    learned: Mapping[int, str]
+
+
+def store_readings(
+    conn, settings: Mapping, batches: Sequence[SensorReadings]
+) -> list[list[tuple[int, int]]]:
+    """Write the readings of one or many sensors; return each one's new keys.
+
+    Where every protocol's readings end: one INSERT for all of them, a reading
+    stored before stays as it was (safe retries), each sensor's counts follow, and
+    new readings go to the outbox in the same transaction.
     """
-    new = sensor_sql.insert_readings(conn, registration, values)
-    sensor_sql.count_new_readings(conn, suid, new)
-    if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
-        outbox.enqueue(
-            conn, outbox.READINGS, readings_items(suid, values, new, learned or {})
-        )
-    return new
+    rows = [
+        (batch.registration, ts, code, value)
+        for batch in batches
+        for ts, code, value in batch.values
+    ]
+    fresh: dict[int, list[tuple[int, int]]] = {}
+    for registration, ts, code in sensor_sql.insert_reading_rows(conn, rows):
+        fresh.setdefault(registration, []).append((ts, code))
+    news = []
+    for batch in batches:
+        new = fresh.pop(batch.registration, [])
+        news.append(new)
+        sensor_sql.count_new_readings(conn, batch.suid, new)
+        if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
+            items = readings_items(batch.suid, batch.values, new, batch.learned)
+            outbox.enqueue(conn, outbox.READINGS, items)
+    return news
 
 
 def register_rogue(conn, suid: str, now: int) -> int:

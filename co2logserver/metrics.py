@@ -248,6 +248,7 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the gauges; a database that does not answer gives ``up`` 0 only."""
+        yield from spool_gauges(self.store)
         up = GaugeMetricFamily(
             "co2logserver_database_up", "Whether the database answered the scrape."
         )
@@ -284,6 +285,29 @@ def sensor_gauges(counts: Mapping[str, Any], now: float) -> Iterator[Metric]:
             "before the first reading).",
             value=max(0.0, now - counts["newest_reading"]),
         )
+
+
+def spool_gauges(store: Store) -> Iterator[Metric]:
+    """The spool's size and the age of what waits in it longest (SPEC §10)."""
+    if store.spool is None:
+        return
+    status = store.spool.status()
+    yield GaugeMetricFamily(
+        "co2logserver_spool_bytes",
+        "Bytes of requests acknowledged while the database was away, not yet applied.",
+        value=status.bytes,
+    )
+    yield GaugeMetricFamily(
+        "co2logserver_spool_segments",
+        "Spool segment files waiting to be applied.",
+        value=status.segments,
+    )
+    age = 0.0 if status.oldest_at is None else max(0.0, time.time() - status.oldest_at)
+    yield GaugeMetricFamily(
+        "co2logserver_spool_oldest_age_seconds",
+        "Age of the oldest spool segment waiting (0 when the spool is empty).",
+        value=age,
+    )
 
 
 def outbox_gauges(status: dict) -> Iterator[Metric]:

@@ -26,6 +26,13 @@ def db_app(any_db_app):
     return any_db_app()
 
 
+def first_post(app, node: str) -> None:
+    """A node's SDS sensor posts once (a rogue sensor now, with an alias)."""
+    now = int(time.time())
+    device = airrohr(node, "SDS", (now - 60, "PM10", 1))
+    assert submit(app, DeviceRequest("airrohr", [device])).stored == 1
+
+
 def submit(app, request: DeviceRequest):
     return devices.submit_devices(get_store(app), app.config, request)
 
@@ -119,7 +126,7 @@ def test_secure_sensor_needs_its_secret_in_the_slot(db_app):
     name = "airrohr:esp8266-7:SDS"
     suid = devices.suid_for(name)
     client = db_app.test_client()
-    assert submit(db_app, DeviceRequest("airrohr", [airrohr("esp8266-7", "SDS", (now, "PM10", 1))])).stored == 1  # fmt: skip
+    first_post(db_app, "esp8266-7")
     secret = client.put(f"/v1/sensors/{suid}", json={}).get_data(as_text=True)
     assert len(secret) == 64
 
@@ -140,7 +147,7 @@ def test_one_bad_device_stores_nothing_of_the_request(db_app):
     now = int(time.time())
     name = "airrohr:esp8266-8:SDS"
     client = db_app.test_client()
-    submit(db_app, DeviceRequest("airrohr", [airrohr("esp8266-8", "SDS", (now, "PM10", 1))]))  # fmt: skip
+    first_post(db_app, "esp8266-8")
     client.put(f"/v1/sensors/{devices.suid_for(name)}", json={})
     request = DeviceRequest(
         "airrohr",
@@ -193,7 +200,7 @@ def test_a_rolled_back_learned_quantity_is_forgotten(app):
     now = int(time.time())
     client = app.test_client()
     secure = "airrohr:esp8266-9:SDS"
-    submit(app, DeviceRequest("airrohr", [airrohr("esp8266-9", "SDS", (now, "PM10", 1))]))  # fmt: skip
+    first_post(app, "esp8266-9")
     client.put(f"/v1/sensors/{devices.suid_for(secure)}", json={})
     refused = DeviceRequest(
         "airrohr",
@@ -223,6 +230,64 @@ def test_a_1_0_dev_database_gains_the_alias_column(db_path, build_app):
         conn.execute("ALTER TABLE sensors DROP COLUMN alias")
     app = build_app({"DB": db_path})
     now = int(time.time())
-    submit(app, DeviceRequest("lorawan", [DeviceReadings("lorawan:01", [(now, "TEMP", 1)])]))  # fmt: skip
+    device = DeviceReadings("lorawan:01", [(now, "TEMP", 1)])
+    submit(app, DeviceRequest("lorawan", [device]))
     sensors = app.test_client().get("/v1/sensors").json["sensors"]
     assert sorted(str(s["alias"]) for s in sensors) == ["None", "lorawan:01"]
+
+
+def test_documented_vectors_are_the_server_s(tmp_path):
+    """Every SUID in docs/protocols/devices.rst is what the server computes."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parent.parent / "docs/protocols/devices.rst").read_text()
+    pairs = re.findall(r"\* - ``([a-z0-9]+:[^`]+)``\n\s+- ``([0-9a-f-]{36})``", page)
+    assert len(pairs) >= 4
+    for name, suid in pairs:
+        assert devices.suid_for(name) == suid, name
+
+
+def test_register_device_secures_a_whole_node_under_one_secret(db_app):
+    """The CLI takes the alias; every sensor of the node shares the one SECRET."""
+    from click.testing import CliRunner
+
+    from co2logserver.cli import main
+
+    now = int(time.time())
+    node = [
+        airrohr("esp8266-55", "SDS", (now - 9, "PM10", 1)),
+        airrohr("esp8266-55", "BME280", (now - 9, "TEMP", 2)),
+    ]
+    submit(db_app, DeviceRequest("airrohr", node))
+    database = db_app.config["CO2LOGSERVER_DB"]
+    result = CliRunner().invoke(main, ["-f", database, "register-device", "esp8266-55"])
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip().splitlines()[-1]
+    assert len(secret) == 64
+    later = [
+        airrohr("esp8266-55", "SDS", (now, "PM10", 3)),
+        airrohr("esp8266-55", "BME280", (now, "TEMP", 4)),
+    ]
+    with pytest.raises(Forbidden):
+        submit(db_app, DeviceRequest("airrohr", later))
+    assert submit(db_app, DeviceRequest("airrohr", later, secret)).stored == 2
+    views = db_app.test_client().get("/v1/sensors?alias=esp8266-55").json["sensors"]
+    assert [v["secure"] for v in views] == [True, True]
+    assert secret not in result.stderr
+
+
+def test_register_device_of_a_device_not_seen_yet(db_app):
+    from click.testing import CliRunner
+
+    from co2logserver.cli import main
+
+    runner, database = CliRunner(), db_app.config["CO2LOGSERVER_DB"]
+    unknown = runner.invoke(main, ["-f", database, "register-device", "nothing"])
+    assert unknown.exit_code != 0 and "full device name" in unknown.output
+    name = "lorawan:00aa00aa00aa00aa"
+    result = runner.invoke(main, ["-f", database, "register-device", name])
+    assert result.exit_code == 0, result.output
+    suid = devices.suid_for("lorawan:00aa00aa00aa00aa")
+    view = db_app.test_client().get(f"/v1/sensors/{suid}").json
+    assert (view["secure"], view["alias"]) == (True, "lorawan:00aa00aa00aa00aa")

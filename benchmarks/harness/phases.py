@@ -36,7 +36,6 @@ from harness.servers import (
 
 SIGNED_SENSORS = 64
 MAX_ROWS = 2_000_000  # CO2LOGSERVER_MAX_LIMIT_OF_ROWS: room for the 1,000,000 export
-ROGUE_SENSORS_PER_THREAD = 50
 _run_numbers = itertools.count()
 
 
@@ -106,13 +105,13 @@ def wrk_run(
 def ingest_args(scenario: Scenario, sensors_file: Path | None) -> dict:
     """Arguments of lua/ingest.lua for the next run: a fresh range of timestamps."""
     run = next(_run_numbers)
-    args = {"kind": scenario.kind, "rows": scenario.rows}
+    args = {"kind": scenario.kind, "rows": scenario.rows, "per": scenario.per}
     if scenario.kind in ("json", "csv"):
         args["base"] = 1_000_000_000 + run * 20_000_000
     else:
         args["base"] = 1_600_000_000 + run * 100_000
         args["nonce"] = f"{run:08x}"
-        args["suids"] = ROGUE_SENSORS_PER_THREAD
+        args["suids"] = scenario.sensors
     if sensors_file:
         args["sensors"] = sensors_file
     return args

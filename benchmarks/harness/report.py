@@ -81,10 +81,19 @@ def add_ratios(rows: list[Summary]) -> None:
         for r in rows
         if r.server.startswith("raw SQLite")
     }
+    ours = {
+        (r.scenario, r.server, r.workers, r.connections): r.requests_per_s for r in rows
+    }
     for row in rows:
         scenario = S.BY_NAME.get(row.scenario)
         if scenario is None or row.server in ("bare-flask",):
             continue
+        if scenario.ceiling in S.BY_NAME:  # the same readings through /rogue/v1
+            other = ours.get(
+                (scenario.ceiling, row.server, row.workers, row.connections)
+            )
+            if other:
+                row.ratio, row.ratio_to = row.requests_per_s / other, scenario.ceiling
         if scenario.ceiling == "flask":
             ceiling = flask.get((row.scenario, row.workers, row.connections))
             if ceiling:
@@ -158,11 +167,13 @@ def ratio_targets(rows: Sequence[Summary]) -> list[Verdict]:
             required = S.MIN_FLASK_RATIO
         elif scenario.ceiling == "sqlite":
             required = S.MIN_SQLITE_RATIO
+        elif scenario.ceiling in S.BY_NAME:
+            required = S.MIN_EQUIVALENT_RATIO
         else:
             continue
         what = f"{r.scenario} ({r.server}, {r.workers} x {r.connections}) vs "
-        what += (
-            "bare Flask req/s" if scenario.ceiling == "flask" else "raw SQLite rows/s"
+        what += {"flask": "bare Flask req/s", "sqlite": "raw SQLite rows/s"}.get(
+            scenario.ceiling, f"{scenario.ceiling} req/s"
         )
         measured = f"{r.ratio:.2f}x" if r.ratio is not None else "no ceiling run"
         met = None if r.ratio is None else r.ratio >= required

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
@@ -24,6 +25,7 @@ from sqlalchemy.engine import make_url
 from co2logserver.errors import ConfigError, StorageUnavailable
 from co2logserver.store import schema, writer_lock
 from co2logserver.store.columns import DataTable
+from co2logserver.store.prepared import driver_cursor, driver_rows, placeholders
 from co2logserver.store.quantities import Quantities
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,48 @@ def outage_cause(error: BaseException) -> str:
     return text[0][:200] if text else type(cause).__name__
 
 
+#: The spool record the current write transaction applies (SPEC §10), if any.
+APPLYING: ContextVar[str | None] = ContextVar("co2logserver_applying", default=None)
+
+
+class AlreadyApplied(Exception):
+    """The spool record this transaction applies was applied before."""
+
+
+@contextmanager
+def applying(record_id: str) -> Iterator[None]:
+    """Make the write transactions in this block record ``record_id`` as applied.
+
+    The mark is written in the same transaction as the record's data, so a crash
+    between the two cannot apply a record twice.
+    """
+    token = APPLYING.set(record_id)
+    try:
+        yield
+    finally:
+        APPLYING.reset(token)
+
+
+def mark_applied(conn: Connection) -> None:
+    """Insert the current spool record's mark; :raise AlreadyApplied: if present."""
+    record_id = APPLYING.get()
+    if record_id is None:
+        return
+    sql = (
+        f"INSERT INTO spool_applied (id) VALUES ({placeholders(conn, 1)}) "
+        "ON CONFLICT DO NOTHING RETURNING id"
+    )
+    if not driver_rows(conn, sql, [record_id]):
+        raise AlreadyApplied(record_id)
+
+
+def forget_marks(conn: Connection, prefix: str) -> None:
+    """Delete the applied marks of a spool segment that is gone."""
+    sql = f"DELETE FROM spool_applied WHERE id LIKE {placeholders(conn, 1)}"
+    with driver_cursor(conn) as cursor:
+        cursor.execute(sql, (prefix.replace("%", "") + "%",))
+
+
 #: Columns of ``sensors`` that databases of earlier versions lack, with their DDL.
 ADDED_SENSOR_COLUMNS = {"alias": "TEXT"}
 
@@ -225,6 +269,12 @@ class Store:
         )
         self.data = DataTable(settings["CO2LOGSERVER_DATA_TABLE_NAME"], settings)
         self.quantities = Quantities()
+        #: SUID -> verify.Credentials of the sensors this worker has seen: lets the
+        #: spool verify signed posts while the database is away (SPEC §10).
+        self.registrations: dict[str, Any] = {}
+        #: The spool and its applier (co2logserver.spool, .applier), set by the app.
+        self.spool: Any = None
+        self.applier: Any = None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         #: Called with :func:`outage_kind` of every outage (``metrics`` counts them).
@@ -299,6 +349,7 @@ class Store:
         self.ensure_schema()
         with self._write() as conn:
             yield conn
+            mark_applied(conn)  # in a spool record's transaction (not the schema's)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -137,3 +137,11 @@ forwarder_status = Table(
     Column("last_error_at", Float),
     Column("last_error", Text),
 )
+
+#: Spool records already applied (SPEC §10), marked in the transaction that applied
+#: each one; the applier deletes a segment's marks after deleting the segment.
+spool_applied = Table(
+    "spool_applied",
+    metadata,
+    Column("id", String(128), primary_key=True),
+)

@@ -150,25 +150,42 @@ INSERT_CHUNK = 2000
 def insert_readings(
     conn: Connection, registration_id: int, values: Sequence[Reading]
 ) -> list[tuple[int, int]]:
-    """Insert readings; a reading already stored is kept as it was (safe retries).
+    """Insert one registration's readings; return the new ``(ts, type)`` keys.
 
-    Returns the ``(ts, type)`` keys that were new. The multi-row INSERT with
-    ``ON CONFLICT DO NOTHING RETURNING`` is the same text on SQLite and PostgreSQL.
+    A reading already stored is kept as it was (safe retries).
     """
-    new: list[tuple[int, int]] = []
-    for start in range(0, len(values), INSERT_CHUNK):
-        chunk = values[start : start + INSERT_CHUNK]
+    rows = [(registration_id, ts, kind, value) for ts, kind, value in values]
+    return [(ts, kind) for _reg, ts, kind in insert_reading_rows(conn, rows)]
+
+
+def insert_reading_rows(
+    conn: Connection, rows: Sequence[tuple[int, int, int, float]]
+) -> list[tuple[int, int, int]]:
+    """Insert ``(registration, ts, type, value)`` rows of any registrations at once.
+
+    Returns the ``(registration, ts, type)`` keys that were new. The multi-row
+    INSERT with ``ON CONFLICT DO NOTHING RETURNING`` is the same text on SQLite and
+    PostgreSQL; a request of many devices is one statement per 2000 readings.
+    """
+    new: list[tuple[int, int, int]] = []
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
         row = f"({placeholders(conn, 4)})"
         sql = (
             "INSERT INTO readings (registration_id, ts, type, value) VALUES "
             + ", ".join([row] * len(chunk))
-            + " ON CONFLICT DO NOTHING RETURNING ts, type"
+            + " ON CONFLICT DO NOTHING RETURNING registration_id, ts, type"
         )
-        params = [
-            p for ts, kind, value in chunk for p in (registration_id, ts, kind, value)
-        ]
-        new += driver_rows(conn, sql, params)
+        new += driver_rows(conn, sql, [p for values in chunk for p in values])
     return new
+
+
+def sensors_by_suid(conn: Connection, suids: Sequence[str]) -> dict[str, Row]:
+    """The rows of the sensors among ``suids`` that exist, in one query."""
+    if not suids:
+        return {}
+    rows = conn.execute(select(sensors).where(sensors.c.suid.in_(list(suids))))
+    return {row.suid: row for row in rows}
 
 
 COUNT_NEW = Prepared(
@@ -293,27 +310,34 @@ def alias_matches(alias: str):
 
 def describe_device(
     conn: Connection,
-    sensor: Row,
+    suid: str,
+    sensor: Row | None,
     alias: str,
     location: tuple[float, float, float | None] | None,
     now: int,
 ) -> None:
-    """Keep a protocol sensor's alias and the private location its device reported."""
+    """Keep a protocol sensor's alias and the private location its device reported.
+
+    ``sensor`` is its row as read before (``None`` for one created just now).
+    """
     values: dict[str, Any] = {}
-    if sensor.alias != alias:
+    if sensor is None or sensor.alias != alias:
         values["alias"] = alias
     if location is not None:
         latitude, longitude, elevation = location
-        if (sensor.latitude, sensor.longitude) != (latitude, longitude) or (
-            elevation is not None and sensor.elevation != elevation
+        known = (
+            (None, None, None)
+            if sensor is None
+            else (sensor.latitude, sensor.longitude, sensor.elevation)
+        )
+        if known[:2] != (latitude, longitude) or (
+            elevation is not None and known[2] != elevation
         ):
             values.update(latitude=latitude, longitude=longitude, updated_at=now)
             if elevation is not None:
                 values["elevation"] = elevation
     if values:
-        conn.execute(
-            update(sensors).where(sensors.c.suid == sensor.suid).values(**values)
-        )
+        conn.execute(update(sensors).where(sensors.c.suid == suid).values(**values))
 
 
 def select_readings(

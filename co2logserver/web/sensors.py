@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from co2logserver import auth, ingest, limits, metrics, readback, registration
+from co2logserver import applier, auth, limits, metrics, readback, registration
 from co2logserver.web import export
 from co2logserver.web.common import (
     request_bodies,
@@ -59,12 +59,13 @@ def post_readings(suid: str, rogue_route: bool) -> Response:
     """Store readings through the authorization table of the OpenSmog API."""
     require_json_readings()
     raw, body = request_bodies()
-    new = ingest.submit_readings(
+    new = applier.submit(
         store(),
         settings(),
-        suid,
-        body,
-        request.headers.get("Authorization"),
+        "readings",
+        suid=suid,
+        body=body,
+        authorization=request.headers.get("Authorization"),
         rogue_route=rogue_route,
         raw_body=raw,
     )
