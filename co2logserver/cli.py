@@ -190,10 +190,15 @@ def forward_command(ctx):
 @click.pass_context
 def init_db_command(ctx):
     """Create missing tables in the configured database."""
-    from co2logserver.store import get_store
+    from co2logserver.errors import ApiError
+    from co2logserver.store import get_store, outage_cause
 
     app = build_app(ctx)
-    get_store(app).ensure_schema()
+    try:
+        get_store(app).ensure_schema()
+    except ApiError as error:  # the database does not answer: no traceback
+        cause = f" ({outage_cause(error.__cause__)})" if error.__cause__ else ""
+        raise click.ClickException(f"CO2LOGSERVER_DB: {error.message}{cause}") from None
     click.echo("database ready")
 
 

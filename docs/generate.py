@@ -41,7 +41,9 @@ traceback per worker); ``create_app()`` raises it as
 A configuration file with a syntax error, or a statement that fails, is reported as
 ``configuration file <path>, line <n>: …``. An SQLite database
 (``CO2LOGSERVER_DB``) whose directory does not exist or cannot be written stops the
-start with the path and the operating system's reason; a database that worked and
+start with the path and the operating system's reason (so does a file that is no SQLite
+database); ``init-db`` on a database that does not answer says so in one line, with
+the driver's reason. A database that worked and
 then fails answers 503 with ``Retry-After``, and the log line names the cause.
 Configuration files of co2logserver 0.1.2 keep working: the key names are the same.
 

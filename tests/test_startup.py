@@ -146,3 +146,37 @@ def test_database_lost_later_is_a_503_and_the_log_names_the_cause(
     assert "Nothing was stored" not in read.get_json()["error"]
     assert "Nothing was stored" in write.get_json()["error"]
     assert "unable to open database file" in caplog.text
+
+
+def init_db(db: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CO2LOGSERVER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "co2logserver", "init-db"],
+        env={**clean, "CO2LOGSERVER_DB": db},
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT,
+    )
+
+
+def test_a_file_that_is_no_sqlite_database_refuses_to_start(tmp_path):
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("these are my notes, not a database\n")
+    result = init_db(str(not_a_db))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "CO2LOGSERVER_DB" in line and "is not an SQLite database" in line
+    assert not_a_db.read_text().startswith("these are my notes")  # left alone
+
+
+def test_init_db_on_an_unreachable_postgresql_names_the_cause(tmp_path):
+    from tests.servers import free_port
+
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"
+    result = init_db(url)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: CO2LOGSERVER_DB: The database is unavailable")
+    assert "127.0.0.1" in last  # the driver's words: where it could not connect

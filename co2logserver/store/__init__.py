@@ -76,6 +76,10 @@ def enable_wal(cursor, timeout: float, path: str | None = None) -> None:
             time.sleep(0.005)
 
 
+#: How every SQLite database file begins (an empty file is one too).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def check_sqlite_file(url: str) -> None:
     """Refuse, at start, a database file SQLite could never open or write.
 
@@ -94,7 +98,14 @@ def check_sqlite_file(url: str) -> None:
     target = path
     try:
         if os.path.exists(path):
-            os.close(os.open(path, os.O_RDWR))
+            with open(path, "r+b") as existing:
+                header = existing.read(len(SQLITE_HEADER))
+            if header and header != SQLITE_HEADER[: len(header)]:
+                raise ConfigError(
+                    f"CO2LOGSERVER_DB: {path} is not an SQLite database (its first "
+                    "bytes are not 'SQLite format 3'); name a database file, or a "
+                    "new path for an empty one"
+                )
         target = directory
         with tempfile.TemporaryFile(dir=directory):
             pass
