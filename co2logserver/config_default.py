@@ -209,8 +209,14 @@ CO2LOGSERVER_MAX_METADATA_BYTES = 4096
 # Default page size of ``GET /v1/sensors/<SUID>/readings`` (JSON).
 CO2LOGSERVER_READINGS_PAGE_SIZE = 1000
 
-# Largest page size a client may ask for with ``limit``.
+# Largest page size a client may ask for with ``limit`` (readings and the sensor
+# list).
 CO2LOGSERVER_READINGS_MAX_PAGE_SIZE = 100000
+
+# Default page size of ``GET /v1/sensors``: large enough that a usual installation
+# gets every sensor in one answer, as before paging existed; the answer has a
+# ``next`` cursor only when there are more.
+CO2LOGSERVER_SENSORS_PAGE_SIZE = 1000
 
 # Seconds without a reading after which the dashboard marks a sensor as silent. An
 # hour suits sensors that report every few minutes; raise it for slow senders.

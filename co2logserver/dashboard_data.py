@@ -8,6 +8,7 @@ Everything public goes through :func:`co2logserver.readback.sensor_view` with
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -215,13 +216,29 @@ def bucket_table(data: dict[str, Any]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
+#: Name parts of columns that are no measurement, never drawn as a series: times
+#: (``time_utc`` of 0.1.2's examples is a number), ids, checksums and locations.
+NOT_MEASURED = re.compile(
+    r"(?:^|_)(?:time|timestamp|date|datetime|ts|utc|epoch|id|uuid|suid|checksums?"
+    r"|lat|latitude|lon|lng|longitude|height|elevation|alt|altitude)(?:_|$)",
+    re.IGNORECASE,
+)
+
+
+def is_measured(name: str) -> bool:
+    """Whether a numeric column holds a measurement a chart should draw."""
+    return NOT_MEASURED.search(name) is None
+
+
 def chart_columns(
     header: list[str], columns: Columns, settings: Mapping[str, Any]
 ) -> dict[str, list[str]]:
-    """Which columns of a download can be a chart's time axis, and which are numbers.
+    """Which columns of a download can be a chart's time axis, and which to draw.
 
-    Time candidates are the configured time columns, then the upload time, in that
-    order; the page's script takes the one with the most values.
+    Time candidates are the configured time columns (``CO2LOGSERVER_TIME_COLS``),
+    then the upload time, in that order; the page's script takes the first that
+    has values, so the upload time is the x axis only for rows without a time.
+    Numbers are drawn unless :func:`is_measured` says they are no measurement.
     """
     wanted = [
         *settings["CO2LOGSERVER_TIME_COLS"],
@@ -235,5 +252,6 @@ def chart_columns(
         if name not in times
         and name in columns
         and columns.kind(name) in ("int", "float")
+        and is_measured(name)
     ]
     return {"time_columns": times, "numeric_columns": numeric if times else []}

@@ -11,7 +11,9 @@ What happens to an item:
 * OSEM accepted it: deleted, and the last success recorded;
 * OSEM is unreachable, answers 5xx or 429: it stays, the round ends, and the next
   one follows an exponential backoff capped at ``CO2LOGSERVER_OSEM_MAX_BACKOFF``;
-* OSEM refuses it for good (4xx): parked with OSEM's reason, never sent again;
+* OSEM refuses it for good (a 4xx to the data POST or to creating its box):
+  parked with OSEM's reason, never sent again; a 4xx to an account or box-list
+  call is retried like an outage (see :mod:`co2logserver.osem`);
 * its senseBox does not exist and no position is known: it waits, and the other
   boxes go on. An OpenSmog sensor's items go as soon as it has a location (a PUT
   with one); a legacy box is tried again every ``WAIT_SECONDS``.

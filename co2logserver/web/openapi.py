@@ -236,9 +236,13 @@ def core_document() -> dict[str, Any]:
             },
             "/v1/sensors": {
                 "get": {
-                    "summary": "Every sensor with its public location.",
+                    "summary": "Sensors with their public location, paged by SUID.",
                     "tags": ["sensors"],
-                    "parameters": [query("alias", "a protocol's native device id")],
+                    "parameters": [
+                        query("alias", "a protocol's native device id"),
+                        query("cursor", "the next of a previous answer"),
+                        query("limit", "page size (default 1000, capped)"),
+                    ],
                     "responses": responses(
                         ok("application/json", {"type": "object"}), READ_ERRORS
                     ),
