@@ -276,3 +276,10 @@ def map_markers(store: Store, settings: Mapping[str, Any]) -> list[dict[str, Any
             }
         )
     return markers
+
+
+def display_name(store: Store, suid: str) -> str | None:
+    """The name the owner gave the sensor, or ``None``."""
+    with store.reading() as conn:
+        row = accounts_sql.profile(conn, suid)
+    return row.name if row is not None else None

@@ -144,7 +144,7 @@ def set_position(
     longitude = parse_coordinate(form.get("longitude"), "longitude")
     elevation = parse_elevation(form.get("elevation"))
     with store.transaction() as conn:
-        sql.set_location(conn, view["suid"], latitude, longitude, elevation, now())
+        keep_position(conn, view["suid"], latitude, longitude, elevation, None)
 
 
 def set_address(
@@ -165,11 +165,29 @@ def set_address(
         raise BadRequest(f"The address must be at most {ADDRESS_MAX} characters.")
     place = geocode.search(store, settings, address)
     with store.transaction() as conn:
-        sql.set_location(
-            conn, view["suid"], place.latitude, place.longitude, None, now()
+        keep_position(
+            conn, view["suid"], place.latitude, place.longitude, None, address
         )
-        sql.save_profile(conn, view["suid"], now(), address=address)
     return place
+
+
+def keep_position(
+    conn, suid: str, latitude, longitude, elevation, address: str | None
+) -> None:
+    """The owner's position, in the sensor row and (to outlive a PUT) the profile.
+
+    A position typed or clicked replaces the address it was looked up from.
+    """
+    sql.set_location(conn, suid, latitude, longitude, elevation, now())
+    sql.save_profile(
+        conn,
+        suid,
+        now(),
+        latitude=latitude,
+        longitude=longitude,
+        elevation=elevation,
+        address=address,
+    )
 
 
 def set_profile(

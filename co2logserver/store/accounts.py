@@ -214,7 +214,14 @@ def profile(conn: Connection, suid: str) -> Row | None:
 def save_profile(conn: Connection, suid: str, now: int, **values: Any) -> None:
     """Create or change the profile of ``suid``."""
     current = profile(conn, suid)
-    merged = {"name": None, "address": None, "location_public": True}
+    merged = {
+        "name": None,
+        "address": None,
+        "location_public": True,
+        "latitude": None,
+        "longitude": None,
+        "elevation": None,
+    }
     if current is not None:
         merged.update(current._mapping)
     merged.update(values, suid=suid, updated_at=now)
@@ -253,6 +260,19 @@ def set_location(
             latitude=latitude, longitude=longitude, elevation=elevation, updated_at=now
         )
     )
+
+
+def keep_owner_location(conn: Connection, suid: str, now: int) -> None:
+    """Put the owner's position back after a device's PUT replaced the metadata."""
+    row = conn.execute(
+        select(
+            sensor_profiles.c.latitude,
+            sensor_profiles.c.longitude,
+            sensor_profiles.c.elevation,
+        ).where(sensor_profiles.c.suid == suid, sensor_profiles.c.latitude.is_not(None))
+    ).first()
+    if row is not None:
+        set_location(conn, suid, row.latitude, row.longitude, row.elevation, now)
 
 
 def readings_since(conn: Connection, registration_ids: Iterable[int], since: int):

@@ -168,9 +168,9 @@ invitations = Table(
     Column("used_by", BigInteger),
 )
 
-#: What the owner set for a sensor: its name, the private address, and whether its
-#: rounded location is public at all. Kept apart from the owner, so a transfer
-#: keeps it.
+#: What the owner set for a sensor: its name, the private address and position,
+#: and whether its rounded location is public at all. Kept apart from the owner,
+#: so a transfer keeps it.
 sensor_profiles = Table(
     "sensor_profiles",
     metadata,
@@ -178,6 +178,10 @@ sensor_profiles = Table(
     Column("name", Text),
     Column("address", Text),
     Column("location_public", Boolean, nullable=False, default=True),
+    # The position the owner set: it wins over one a device's later PUT sends.
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("elevation", Float),
     Column("updated_at", BigInteger, nullable=False),
 )
 
