@@ -47,6 +47,7 @@
     var marker = known ? L.circleMarker([lat, lon], { radius: 8 }).addTo(map) : null;
     map.on("click", function (event) {
       var point = event.latlng.wrap();
+      window.co2picked = { lat: point.lat, lng: point.lng };
       document.getElementById("latitude").value = round(point.lat);
       document.getElementById("longitude").value = round(point.lng);
       if (marker) {
