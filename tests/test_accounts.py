@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
+import runpy
+import shutil
+import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -419,3 +423,54 @@ def test_create_app_still_starts_with_no_new_setting(tmp_path):
     app = create_app({"DB": str(tmp_path / "x.sqlite")})
     assert app.config["CO2LOGSERVER_SIGNUP"] == "open"
     get_store(app).dispose()
+
+
+# ------------------------------------------------ the docs' device examples
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+C_MAIN = """
+#include <stdio.h>
+#include "opensmog_hash2.h"
+int main(int argc, char **argv) {
+  char code[11];
+  if (argc != 2) return 2;
+  opensmog_claim_code(argv[1], code);
+  puts(code);
+  return 0;
+}
+"""
+
+
+def test_python_example_prints_the_servers_claim_code():
+    example = runpy.run_path(str(EXAMPLES / "opensmog_sensor.py"))
+    for secret in ("0123456789abcdef" * 4, "ab" * 32):
+        assert example["claim_code"](secret) == accounts.claim_code(secret)
+
+
+def test_c_example_computes_the_servers_claim_code(tmp_path):
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.fail("no C compiler (install gcc)")
+    source = EXAMPLES / "opensmog_hash2"
+    (tmp_path / "main.c").write_text(C_MAIN)
+    program = tmp_path / "claim"
+    subprocess.run(
+        [compiler, "-std=c99", "-Wall", "-Wextra", "-Werror", f"-I{source}",
+         str(tmp_path / "main.c"), str(source / "opensmog_hash2.c"),
+         "-o", str(program)],
+        check=True,
+    )  # fmt: skip
+    for secret in ("0123456789abcdef" * 4, "5f4dcc3b5aa765d6" * 4):
+        result = subprocess.run(
+            [str(program), secret], capture_output=True, text=True, check=True
+        )
+        assert result.stdout.strip() == accounts.claim_code(secret)
+
+
+def test_esp32_sketches_print_the_claim_code():
+    for sketch in (
+        "esp32_opensmog/esp32_opensmog.ino",
+        "arduino_mqtt/arduino_mqtt.ino",
+    ):
+        text = (EXAMPLES / sketch).read_text(encoding="utf-8")
+        assert '"claim:"' in text and "claim code" in text

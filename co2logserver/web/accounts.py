@@ -218,5 +218,10 @@ def signout():
 
 @bp.app_context_processor
 def owner_links():
-    """Whether the visitor is signed in, for the navigation of every page."""
-    return {"signed_in": bool(getattr(current_user, "is_authenticated", False))}
+    """Whether the visitor is signed in, for the navigation of the owners' pages.
+
+    Other pages have no session, so they never ask (nor load a user).
+    """
+    if request.blueprint not in SESSION_BLUEPRINTS:
+        return {"signed_in": False}
+    return {"signed_in": bool(current_user.is_authenticated)}
