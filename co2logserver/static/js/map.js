@@ -9,30 +9,63 @@
     var map = L.map(element, { worldCopyJump: true }).setView(center, zoom);
     var tiles = element.dataset.tiles;
     var note = document.getElementById("map-note");
+    var gridded = false;
+    function fallback() {
+      if (!gridded) grid(map);
+      gridded = true;
+    }
     if (tiles) {
       var layer = L.tileLayer(tiles, {
         maxZoom: 19,
         attribution: element.dataset.attribution || "",
       }).addTo(map);
       layer.on("tileerror", function () {
+        fallback();
         if (note) {
           note.textContent = "Map tiles cannot be loaded; a click still sets lat/lon.";
         }
       });
+    } else {
+      fallback();
     }
-    grid(map);
     return map;
   }
 
-  // A graticule every 10 degrees, so a tile-less map is not a blank square.
+  // A labelled graticule whose spacing follows the zoom (about eight lines across),
+  // so a map without tiles still shows where a click lands.
+  var STEPS = [10, 5, 2, 1, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001,
+    0.0005, 0.0002, 0.0001];
+
   function grid(map) {
-    var style = { color: "#9aa7b4", weight: 1, opacity: 0.6, interactive: false };
-    for (var lat = -80; lat <= 80; lat += 10) {
-      L.polyline([[lat, -540], [lat, 540]], style).addTo(map);
+    var layer = L.layerGroup().addTo(map);
+    var style = { color: "#9aa7b4", weight: 1, opacity: 0.7, interactive: false };
+    function label(text, point) {
+      var icon = L.divIcon({ className: "grid-label", html: text, iconSize: null });
+      L.marker(point, { icon: icon, interactive: false, keyboard: false }).addTo(layer);
     }
-    for (var lon = -540; lon <= 540; lon += 10) {
-      L.polyline([[-85, lon], [85, lon]], style).addTo(map);
+    function draw() {
+      layer.clearLayers();
+      var b = map.getBounds();
+      var span = Math.max(b.getNorth() - b.getSouth(), 1e-6);
+      var step = STEPS[0];
+      for (var i = 0; i < STEPS.length; i++) {
+        if (span / STEPS[i] > 8) break;
+        step = STEPS[i];
+      }
+      var digits = Math.max(0, Math.ceil(-Math.log10(step)));
+      var south = Math.max(-85, Math.floor(b.getSouth() / step) * step);
+      var west = Math.floor(b.getWest() / step) * step;
+      for (var lat = south; lat <= Math.min(85, b.getNorth()); lat += step) {
+        L.polyline([[lat, b.getWest()], [lat, b.getEast()]], style).addTo(layer);
+        label(lat.toFixed(digits) + "°", [lat, b.getWest()]);
+      }
+      for (var lon = west; lon <= b.getEast(); lon += step) {
+        L.polyline([[b.getSouth(), lon], [b.getNorth(), lon]], style).addTo(layer);
+        label(lon.toFixed(digits) + "°", [b.getSouth(), lon]);
+      }
     }
+    map.on("moveend", draw);
+    draw();
   }
 
   function round(value) {
