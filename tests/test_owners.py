@@ -71,8 +71,9 @@ class Claimed:
 
 
 @pytest.fixture
-def claimed(make_app) -> Claimed:
-    return Claimed(make_app(ADMIN_TOKENS=[ADMIN]))
+def claimed(any_db_app) -> Claimed:
+    """On SQLite and on PostgreSQL."""
+    return Claimed(any_db_app(ADMIN_TOKENS=[ADMIN]))
 
 
 def public_location(app, suid):

@@ -38,6 +38,7 @@ login_manager.login_message = "Sign in to see this page."
 #: Blueprints whose pages use the session (and so the session key).
 SESSION_BLUEPRINTS = frozenset({"accounts", "owners"})
 LIMITS = "co2logserver.attempts"
+SEGMENTS = "co2logserver.session_segments"
 
 
 class OwnerSessions(SecureCookieSessionInterface):
@@ -49,6 +50,10 @@ class OwnerSessions(SecureCookieSessionInterface):
 
     def open_session(self, app: Flask, request):
         """The session of an owners' page; ``None`` (null session) elsewhere."""
+        # Sessions open before routing: a first path segment that no owners' page
+        # has ends it cheaply (the sensor API's hot path), the router decides the rest.
+        if request.path.split("/", 2)[1] not in session_segments(app):
+            return None
         if blueprint_of(app, request) not in SESSION_BLUEPRINTS:
             return None
         if not app.secret_key:
@@ -61,6 +66,19 @@ class OwnerSessions(SecureCookieSessionInterface):
     def get_cookie_secure(self, app: Flask) -> bool:
         """Secure when the request came over HTTPS (behind trusted proxies too)."""
         return request.is_secure or bool(app.config["SESSION_COOKIE_SECURE"])
+
+
+def session_segments(app: Flask) -> frozenset[str]:
+    """First path segments of the owners' pages (``signin``, ``my``…), once per app."""
+    segments = app.extensions.get(SEGMENTS)
+    if segments is None:
+        segments = frozenset(
+            rule.rule.split("/", 2)[1]
+            for rule in app.url_map.iter_rules()
+            if rule.endpoint.rpartition(".")[0] in SESSION_BLUEPRINTS
+        )
+        app.extensions[SEGMENTS] = segments
+    return segments
 
 
 def blueprint_of(app: Flask, request) -> str | None:
@@ -156,8 +174,10 @@ protect_forms(bp)
 def signup():
     """Create an owner account as ``CO2LOGSERVER_SIGNUP`` allows, and sign in."""
     mode = accounts.check_signup_mode(settings())
-    if request.method == "GET" or mode == "off":
+    if request.method == "GET":
         return render_template("signup.html", mode=mode)
+    if mode == "off":
+        return render_template("signup.html", mode=mode), 403
     username = request.form.get("username", "")
     wait = attempts_left("signin", limits.client_address())
     if wait:
