@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 
+from co2logserver.errors import StorageUnavailable
 from co2logserver.store import Store
 from co2logserver.store import accounts as sql
 
@@ -24,7 +25,11 @@ EXCERPT = 120
 #: process), so a flood of 429s costs no write each.
 THROTTLE_SECONDS = 60.0
 
+#: After the database was unavailable, nothing is noted for this many seconds.
+PAUSE_SECONDS = 30.0
+
 _throttled: dict[str, float] = {}
+_paused_until = 0.0
 _lock = threading.Lock()
 
 
@@ -48,9 +53,15 @@ def note(
         "message": str(message)[:500],
         "excerpt": None if body is None else excerpt(body),
     }
+    global _paused_until
+    if time.monotonic() < _paused_until:
+        return
     try:
         with store.transaction() as conn:
             sql.record_rejection(conn, values)
+    except StorageUnavailable:
+        # The database is away: refusals are not worth a connect timeout each.
+        _paused_until = time.monotonic() + PAUSE_SECONDS
     except Exception:  # the owner's table is a courtesy; the answer stands
         log.warning("could not keep a rejected request", exc_info=True)
 

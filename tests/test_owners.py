@@ -352,3 +352,14 @@ def test_sign_in_page_when_signed_out(make_app):
     for path in ("/my/sensors", "/claim", f"/my/sensors/{SensorActions.new_suid()}"):
         response = client.get(path)
         assert response.status_code == 302 and "/signin?next=" in response.location
+
+
+def test_noting_a_refusal_never_fails_and_pauses_while_the_database_is_away(
+    build_app,
+):
+    from co2logserver import rejected
+
+    app = build_app({"DB": "postgresql+psycopg://nobody:x@127.0.0.1:1/none"})
+    rejected.note(get_store(app), SensorActions.new_suid(), 400, "test", "bad", b"x")
+    assert rejected._paused_until > time.monotonic()  # the next ones skip the DB
+    rejected._paused_until = 0.0

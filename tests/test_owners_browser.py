@@ -259,3 +259,46 @@ def test_form_posted_without_its_token_over_http_is_refused(live):
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 400
     assert "CSRF token is missing" in refused.value.read().decode()
+
+
+@pytest.fixture(scope="module")
+def nominatim_module():
+    from tests.test_owners import Nominatim
+
+    server = Nominatim()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_geocoder(tmp_path_factory, nominatim_module):
+    server = start(
+        tmp_path_factory, GEOCODER_URL=nominatim_module.url, GEOCODER_TIMEOUT=0.5
+    )
+    yield server
+    server.stop()
+
+
+def test_address_search_in_the_browser(chromium, live_geocoder, nominatim_module):  # noqa: F811
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    page = Page(context, live_geocoder.url)
+    try:
+        suid = claimed_sensor(page, live_geocoder, "geocoded")
+        nominatim_module.mode = "hang"
+        page.tab.fill("#address-input", "Unter den Linden 1, Berlin")
+        with page.tab.expect_navigation():
+            page.tab.click("#find-address")
+        assert "did not answer in time" in text(page, "#form-error")
+        assert text(page, "#exact-location") == "not set"
+        nominatim_module.mode = "ok"
+        with page.tab.expect_navigation():
+            page.tab.click("#find-address")
+        assert "Found Berlin; location saved." in page.tab.inner_text("main")
+        assert text(page, "#exact-location") == "52.5170365, 13.3888599"
+        assert text(page, "#address").startswith("Unter den Linden 1, Berlin")
+        page.open(f"/sensors/{suid}")
+        assert text(page, "#location").startswith("52.52, 13.39")
+        assert "Unter den Linden" not in page.tab.content()
+        check_clean(page, 502)
+    finally:
+        context.close()

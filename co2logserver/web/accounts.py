@@ -178,7 +178,7 @@ def signup():
         return render_template("signup.html", mode=mode)
     if mode == "off":
         return render_template("signup.html", mode=mode), 403
-    username = request.form.get("username", "")
+    username = request.form.get("username", "")[:254]
     wait = attempts_left("signin", limits.client_address())
     if wait:
         return too_many("signup.html", wait, mode=mode, username=username)
@@ -206,7 +206,7 @@ def signin():
     """Sign in with user name and password; rate-limited per address and account."""
     if request.method == "GET":
         return render_template("signin.html")
-    username = request.form.get("username", "")
+    username = request.form.get("username", "")[:254]
     account = username.strip().lower()[:254]
     wait = attempts_left("signin", limits.client_address(), "user:" + account)
     if wait:

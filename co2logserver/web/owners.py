@@ -32,7 +32,7 @@ def claim():
     """SUID + claim code: the sensor becomes the signed-in owner's."""
     if request.method == "GET":
         return render_template("claim.html", suid=request.args.get("suid", ""))
-    suid = request.form.get("suid", "")
+    suid = request.form.get("suid", "")[:64]
     wait = attempts_left("claim", limits.client_address(), f"user:{current_user.id}")
     if wait:
         return too_many("claim.html", wait, suid=suid)
