@@ -90,8 +90,6 @@ def test_sign_up_signs_in_and_sign_out_ends_the_session(client, owner):
     response = owner.sign_up()
     assert response.status_code == 302 and response.location.endswith("/claim")
     assert client.get("/my/sensors").status_code == 200
-    response = owner.post_form("/my/sensors", action="x")  # not a form: 405
-    assert response.status_code == 405
     client.post("/signout", data={"csrf_token": owner.token("/claim")})
     response = client.get("/my/sensors")
     assert response.status_code == 302 and "/signin" in response.location
@@ -109,7 +107,7 @@ def test_password_is_hashed_with_argon2(app, owner):
     [
         ("al", PASSWORD, "3 to 254 characters"),
         ("has space", PASSWORD, "without spaces"),
-        ("bob", "short", "at least 10" if False else "10 to 1024"),
+        ("bob", "short", "10 to 1024"),
     ],
 )
 def test_sign_up_names_what_is_wrong(owner, username, password, message):
@@ -342,7 +340,6 @@ def test_operator_code_claims_a_rogue_sensor_once(app, owner, sensors):
 
 def test_claim_attempts_are_rate_limited(make_app, secure_sensor):
     app = make_app(RATELIMIT_CLAIM="2 per minute")
-    SensorActions(app.test_client())
     owner = Owner(app.test_client())
     owner.sign_up()
     suid, _secret = secure_sensor
