@@ -471,3 +471,25 @@ def test_esp32_sketches_print_the_claim_code():
     ):
         text = (EXAMPLES / sketch).read_text(encoding="utf-8")
         assert '"claim:"' in text and "claim code" in text
+
+
+def test_racing_workers_agree_on_one_session_key(any_db_app):
+    """Workers that start together each generate a key; the first stored wins."""
+    apps = [any_db_app() for _ in range(4)]
+    for app in apps:
+        get_store(app).ensure_schema()
+    barrier = threading.Barrier(len(apps))
+    keys: list[str] = []
+
+    def first_use(app):
+        barrier.wait()
+        keys.append(accounts.session_key(get_store(app)))
+
+    threads = [threading.Thread(target=first_use, args=(a,)) for a in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(keys) == len(apps) and len(set(keys)) == 1
+    with get_store(apps[0]).reading() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM installation").scalar() == 1
