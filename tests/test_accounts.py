@@ -493,3 +493,10 @@ def test_racing_workers_agree_on_one_session_key(any_db_app):
     assert len(keys) == len(apps) and len(set(keys)) == 1
     with get_store(apps[0]).reading() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM installation").scalar() == 1
+
+
+def test_owner_pages_answer_503_while_the_database_is_away(build_app):
+    app = build_app({"DB": "postgresql+psycopg://nobody:x@127.0.0.1:1/none"})
+    response = app.test_client().get("/signin")
+    assert response.status_code == 503 and "Retry-After" in response.headers
+    assert b"database is unavailable" in response.data

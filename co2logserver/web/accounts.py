@@ -39,6 +39,7 @@ login_manager.login_message = "Sign in to see this page."
 SESSION_BLUEPRINTS = frozenset({"accounts", "owners"})
 LIMITS = "co2logserver.attempts"
 SEGMENTS = "co2logserver.session_segments"
+UNAVAILABLE = "co2logserver.session_unavailable"
 
 
 class OwnerSessions(SecureCookieSessionInterface):
@@ -59,8 +60,11 @@ class OwnerSessions(SecureCookieSessionInterface):
         if not app.secret_key:
             try:
                 app.secret_key = accounts.session_key(store())
-            except ApiError:
-                return None  # the database is away; the view answers 503 itself
+            except ApiError as error:
+                # The database is away: check_csrf answers 503 (an error raised
+                # here would escape the error handlers).
+                request.environ[UNAVAILABLE] = error
+                return None
         return super().open_session(app, request)
 
     def get_cookie_secure(self, app: Flask) -> bool:
@@ -143,7 +147,12 @@ def too_many(template: str, wait: int, **context):
 
 
 def check_csrf() -> None:
-    """Refuse a form posted without its CSRF token (400, before the view runs)."""
+    """Refuse a form posted without its CSRF token (400, before the view runs).
+
+    :raise StorageUnavailable: when the session key could not be loaded.
+    """
+    if UNAVAILABLE in request.environ:
+        raise request.environ[UNAVAILABLE]
     if request.method == "POST":
         csrf.protect()
 
