@@ -4,6 +4,7 @@ Nominatim on 127.0.0.1), privacy of the exact position, names, rejected requests
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -363,3 +364,32 @@ def test_noting_a_refusal_never_fails_and_pauses_while_the_database_is_away(
     rejected.note(get_store(app), SensorActions.new_suid(), 400, "test", "bad", b"x")
     assert rejected._paused_until > time.monotonic()  # the next ones skip the DB
     rejected._paused_until = 0.0
+
+
+@pytest.mark.parametrize(
+    "db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_sessions_hold_across_gunicorn_workers_and_restarts(tmp_path, request, db):
+    """The generated key lives in the database: every worker, and the next start,
+    accepts the cookie another one signed."""
+    import requests
+
+    from tests.appserver import GunicornServer
+
+    url = str(tmp_path / "co2.sqlite")
+    if db == "postgres":
+        url = request.getfixturevalue("pg_database_url")
+    settings = {"DB": url, "RATELIMIT_ENABLED": "False"}
+    session = requests.Session()
+    with GunicornServer(tmp_path, settings, workers=3) as server:
+        page = session.get(server.url + "/signup", timeout=10)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+        fields = {"csrf_token": token, "username": "worker", "password": PASSWORD}
+        answer = session.post(server.url + "/signup", data=fields, timeout=10)
+        assert answer.status_code == 200 and answer.url.endswith("/claim")
+        for _ in range(20):  # round robin over the workers
+            page = session.get(server.url + "/my/sensors", timeout=10)
+            assert page.status_code == 200 and "You own no sensor" in page.text
+    with GunicornServer(tmp_path, settings, workers=2) as server:
+        page = session.get(server.url + "/my/sensors", timeout=10)
+        assert page.status_code == 200, "the session ended with the restart"
