@@ -131,6 +131,21 @@ def parse_elevation(text: str | None) -> float | None:
     return value
 
 
+def parse_optional_position(form: Mapping[str, str]) -> bool:
+    """Whether a form gives a position (latitude or longitude filled in).
+
+    :raise BadRequest: naming the field when the position given is not valid.
+    """
+    if not (
+        (form.get("latitude") or "").strip() or (form.get("longitude") or "").strip()
+    ):
+        return False
+    parse_coordinate(form.get("latitude"), "latitude")
+    parse_coordinate(form.get("longitude"), "longitude")
+    parse_elevation(form.get("elevation"))
+    return True
+
+
 def set_position(
     store: Store, user: User, suid: str, form: Mapping[str, str], settings
 ) -> None:

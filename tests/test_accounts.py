@@ -47,6 +47,9 @@ class Owner:
     def claim(self, suid: str, code: str):
         return self.post_form("/claim", suid=suid, code=code)
 
+    def claim_with(self, suid: str, code: str, **place):
+        return self.post_form("/claim", suid=suid, code=code, **place)
+
 
 @pytest.fixture
 def owner(client) -> Owner:

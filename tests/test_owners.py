@@ -393,3 +393,55 @@ def test_sessions_hold_across_gunicorn_workers_and_restarts(tmp_path, request, d
     with GunicornServer(tmp_path, settings, workers=2) as server:
         page = session.get(server.url + "/my/sensors", timeout=10)
         assert page.status_code == 200, "the session ended with the restart"
+
+
+# ------------------------------------------------- claim and place in one step
+
+
+def one_step_claim(make_app, username="alice", **config):
+    app = make_app(**config)
+    sensors = SensorActions(app.test_client())
+    suid = sensors.new_suid()
+    code = accounts.claim_code(sensors.register(suid))
+    owner = Owner(app.test_client())
+    owner.sign_up(username)
+    return app, owner, suid, code
+
+
+def owners_of(app) -> list:
+    with get_store(app).reading() as conn:
+        return conn.exec_driver_sql("SELECT suid FROM sensor_owners").scalars().all()
+
+
+def test_claim_with_lat_lon_in_one_step(make_app):
+    app, owner, suid, code = one_step_claim(make_app)
+    response = owner.claim_with(suid, code, latitude="48.521234", longitude="9.057891")
+    assert response.status_code == 302
+    page = owner.client.get(response.location).get_data(as_text=True)
+    assert "Location saved." in page and "48.521234, 9.057891" in page
+
+
+def test_claim_with_a_bad_position_claims_nothing(make_app):
+    app, owner, suid, code = one_step_claim(make_app)
+    response = owner.claim_with(suid, code, latitude="95", longitude="9")
+    assert response.status_code == 400
+    assert "latitude must be between" in page_error(response)
+    assert owners_of(app) == []
+    assert f'value="{suid}"' in response.get_data(as_text=True)  # kept for retry
+
+
+def test_claim_with_an_address_the_geocoder_cannot_find(make_app, nominatim):
+    nominatim.mode = "empty"
+    app, owner, suid, code = one_step_claim(make_app, GEOCODER_URL=nominatim.url)
+    response = owner.claim_with(suid, code, address="Nowhere 1")
+    assert response.status_code == 302 and owners_of(app) == [suid]
+    page = owner.client.get(response.location).get_data(as_text=True)
+    assert "The location was not saved: The geocoder found no such address" in page
+    nominatim.mode = "ok"
+    app, owner, suid, code = one_step_claim(make_app, "bob", GEOCODER_URL=nominatim.url)
+    owner.claim_with(suid, code, address="Unter den Linden 1")
+    with get_store(app).reading() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT latitude FROM sensors WHERE suid = ?", (suid,)
+        ).one()
+    assert row[0] == 52.5170365

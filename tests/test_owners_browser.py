@@ -302,3 +302,18 @@ def test_address_search_in_the_browser(chromium, live_geocoder, nominatim_module
         check_clean(page, 502)
     finally:
         context.close()
+
+
+@screenshot_on_failure
+def test_claim_and_place_in_one_step(page, live):
+    """The OpenSmog scenario: SUID, claim code and where it stands, one form."""
+    suid, secret = register(live)
+    sign_up(page, "one-step")
+    page.tab.fill("#claim-latitude", "50.1109221")
+    page.tab.fill("#claim-longitude", "8.6821267")
+    claim(page, suid, accounts.claim_code(secret))
+    assert page.tab.url.endswith(f"/my/sensors/{suid}")
+    assert "Location saved." in page.tab.inner_text("main")
+    assert text(page, "#exact-location") == "50.1109221, 8.6821267"
+    assert text(page, "#public-location") == "50.11, 8.68 (rounded)"
+    page.check_clean()

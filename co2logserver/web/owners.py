@@ -29,21 +29,54 @@ def private(response):
 @bp.route("/claim", methods=["GET", "POST"])
 @login_required
 def claim():
-    """SUID + claim code: the sensor becomes the signed-in owner's."""
+    """SUID + claim code: the sensor becomes the signed-in owner's.
+
+    Where it stands may come along (lat/lon, or an address when a geocoder is
+    set): a bad position refuses the form before claiming; a failed address lookup
+    leaves the claim done and says so.
+    """
     if request.method == "GET":
-        return render_template("claim.html", suid=request.args.get("suid", ""))
-    suid = request.form.get("suid", "")[:64]
+        return claim_page(suid=request.args.get("suid", ""))
+    form = {k: v[:300] for k, v in request.form.items() if k != "code"}
     wait = attempts_left("claim", limits.client_address(), f"user:{current_user.id}")
     if wait:
-        return too_many("claim.html", wait, suid=suid)
+        return too_many("claim.html", wait, form=form, geocoder=geocoder())
     try:
+        has_position = owners.parse_optional_position(request.form)
         suid = accounts.claim(
-            store(), current_user.id, suid, request.form.get("code", "")
+            store(), current_user.id, form.get("suid", ""), request.form.get("code", "")
         )
     except ApiError as error:
-        return render_template("claim.html", error=error.message, suid=suid), 403
-    flash("The sensor is yours. Now set where it stands.")
+        return claim_page(error.message, form), error.status
+    flash("The sensor is yours.")
+    flash(place_after_claim(suid, has_position))
     return redirect(url_for("owners.sensor_settings", suid=suid))
+
+
+def claim_page(error: str | None = None, form=None, suid: str = ""):
+    """The claim form, with the fields just posted."""
+    form = form or {"suid": suid}
+    return render_template("claim.html", error=error, form=form, geocoder=geocoder())
+
+
+def geocoder() -> bool:
+    """Whether address search is on."""
+    return bool(settings()["CO2LOGSERVER_GEOCODER_URL"])
+
+
+def place_after_claim(suid: str, has_position: bool) -> str:
+    """Keep the position or address posted with a claim; what to tell the owner."""
+    address = request.form.get("address", "").strip()
+    try:
+        if has_position:
+            owners.set_position(store(), current_user, suid, request.form, settings())
+            return "Location saved."
+        if address:
+            place = owners.set_address(store(), current_user, suid, address, settings())
+            return f"Found {place.label or 'the address'}; location saved."
+    except ApiError as error:
+        return f"The location was not saved: {error.message}"
+    return "Now set where it stands."
 
 
 @bp.get("/my/sensors")
