@@ -171,6 +171,8 @@ def shoot_owners(app, base: str, secrets: dict[str, str]) -> None:
         tab.goto(base + "/claim")
         tab.fill("#suid", suid)
         tab.fill("#code", accounts.claim_code(secrets[suid]))
+        tab.fill("#claim-latitude", str(SENSORS[0][2]))
+        tab.fill("#claim-longitude", str(SENSORS[0][3]))
         tab.screenshot(path=str(OUT / "claim.png"), clip=CLIP_FORM)
         print("wrote", OUT / "claim.png")
         with tab.expect_navigation():
@@ -184,7 +186,7 @@ def shoot_owners(app, base: str, secrets: dict[str, str]) -> None:
         browser.close()
 
 
-CLIP_FORM = {"x": 0, "y": 0, "width": 1200, "height": 520}
+CLIP_FORM = {"x": 0, "y": 0, "width": 1200, "height": 640}
 
 
 def shoot(base: str) -> None:
