@@ -42,6 +42,7 @@ from typing import Any
 from co2logserver.errors import ApiError
 from co2logserver.readings import public_location
 from co2logserver.store import Store, outbox
+from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import sensors as sensor_sql
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,8 @@ class OutboxForwarder:
         decimals = int(self.settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"])
         with guarded(self.store.reading()) as conn:
             sensor = sensor_sql.get_sensor(conn, suid)
-        if sensor is not None:
+            hidden = suid in accounts_sql.hidden_locations(conn)
+        if sensor is not None and not hidden:  # the owner hid it (§12)
             place = public_location(
                 sensor.latitude, sensor.longitude, sensor.elevation, decimals
             )

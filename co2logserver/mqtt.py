@@ -33,7 +33,7 @@ from limits import parse as parse_rate
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from co2logserver import ingest, metrics
+from co2logserver import ingest, metrics, rejected
 from co2logserver.errors import (
     ApiError,
     ConfigError,
@@ -298,6 +298,10 @@ class ReadingsHandler:
         except StorageUnavailable:
             raise
         except ApiError as error:
+            protocol = "MQTT rogue readings" if route.rogue else "MQTT readings"
+            rejected.note(
+                self.store, route.suid, error.status, protocol, error.message, payload
+            )
             return Refusal(route.errors_topic, error)
         return None
 

@@ -17,6 +17,7 @@ from co2logserver import auth
 from co2logserver.errors import BadRequest, NotFound
 from co2logserver.readings import QUANTITIES, location_view
 from co2logserver.store import Store
+from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import sensors as sensor_sql
 
 #: Largest UNIX time accepted in a query (the year 9999).
@@ -25,15 +26,20 @@ INTERVAL = re.compile(r"(\d+)\s*([smhdw]?)")
 UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def sensor_view(row, decimals: int, exact: bool = False) -> dict[str, Any]:
-    """What the API shows of a sensor; further metadata only to admins."""
+def sensor_view(
+    row, decimals: int, exact: bool = False, public: bool = True
+) -> dict[str, Any]:
+    """What the API shows of a sensor; further metadata only to admins.
+
+    ``public=False``: the owner hid the location, so only admins see one.
+    """
     view = {
         "suid": row.suid,
         "alias": row.alias,
         "protocol": protocol_of(row.alias),
         "manufacturer": row.manufacturer,
         "model": row.model,
-        "location": location_view(row, decimals, exact),
+        "location": location_view(row, decimals, exact, public),
         "secure": bool(row.secure),
         "registered_at": row.updated_at,
         "first_reading": row.first_ts,
@@ -64,7 +70,8 @@ def list_sensor_views(
     """
     with store.reading() as conn:
         rows = sensor_sql.list_sensors(conn, alias, after, limit)
-    return [sensor_view(row, decimals, exact) for row in rows]
+        hidden = accounts_sql.hidden_locations(conn)
+    return [sensor_view(row, decimals, exact, row.suid not in hidden) for row in rows]
 
 
 #: Longest sensor-list cursor (a SUID or a protocol device's SUID) accepted.
@@ -111,9 +118,10 @@ def get_sensor_view(store: Store, suid: str, decimals: int, exact: bool) -> dict
     suid = auth.parse_suid(suid)
     with store.reading() as conn:
         row = sensor_sql.get_sensor(conn, suid)
+        hidden = accounts_sql.hidden_locations(conn)
     if row is None:
         raise NotFound(f"No sensor {suid} has registered or posted readings")
-    return sensor_view(row, decimals, exact)
+    return sensor_view(row, decimals, exact, suid not in hidden)
 
 
 def parse_time(text: str | None, name: str) -> int | None:
