@@ -117,7 +117,9 @@ def add_invitation(conn: Connection, code_hash: str, now: int) -> int:
     result = conn.execute(
         insert(invitations).values(code_hash=code_hash, issued_at=now)
     )
-    return result.inserted_primary_key[0]
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has one
+    return key[0]
 
 
 def unused_invitation(conn: Connection, invitation_id: int) -> str | None:
