@@ -636,10 +636,17 @@ def legacy_plans(
 
 
 def reading_spec(kind: str) -> SensorSpec | None:
-    """The sensor of an OpenSmog reading type (``PM2.5`` and ``pm2_5`` alike)."""
+    """The sensor of an OpenSmog reading type (``PM2.5`` and ``pm2_5`` alike).
+
+    A quantity a protocol device taught this database (SPEC §9: lower-case name,
+    unit unknown) is forwarded under its own name, with the unit "-".
+    """
     quantity = QUANTITIES.get(str(kind).upper().replace(".", "_"))
     if quantity is None:
-        return None
+        name = str(kind)  # OpenSenseMap requires a unit: "-" says it is unknown
+        return (
+            SensorSpec(name, OPENSMOG_SENSOR_TYPE, "-", "osem-cloud") if name else None
+        )
     icon = OPENSMOG_ICONS.get(quantity.name, "osem-cloud")
     return SensorSpec(quantity.title, OPENSMOG_SENSOR_TYPE, quantity.unit, icon)
 

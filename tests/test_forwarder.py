@@ -949,3 +949,35 @@ def test_forward_command_needs_forwarding_on(runner) -> None:
     result = runner.invoke(main, ["forward"])
     assert result.exit_code == 1
     assert "CO2LOGSERVER_OSEM_UPLOAD is off" in result.output
+
+
+def test_protocol_devices_are_forwarded_like_opensmog_sensors(
+    forwarding, osem_standin: OsemStandin
+) -> None:
+    """A LoRaWAN uplink (§9.3) reaches the OpenSenseMap through the outbox,
+    learned quantities included, at public precision."""
+    from co2logserver.devices import suid_for
+
+    setup = forwarding(LORAWAN_WEBHOOK_SECRETS=["hook-secret"])
+    uplink = {
+        "end_device_ids": {"device_id": "d1", "dev_eui": "00AA00AA00AA00AB"},
+        "received_at": "2023-11-14T22:13:20Z",
+        "uplink_message": {
+            "decoded_payload": {"temperature": 19.5, "battery_mv": 3012},
+            "rx_metadata": [{"time": "2023-11-14T22:13:20Z"}],
+            "locations": {"user": {"latitude": 48.523456, "longitude": 9.057891}},
+        },
+    }
+    reply = setup.app.test_client().post(
+        "/lorawan/v1/ttn", json=uplink, headers={"X-Webhook-Secret": "hook-secret"}
+    )
+    assert reply.status_code == 200, reply.data
+    setup.forwarder().step()
+    suid = suid_for("lorawan:00aa00aa00aa00ab")
+    box = osem_standin.box_by_name(f"co2logserver OpenSmog {suid}")
+    assert box is not None
+    assert box["currentLocation"]["coordinates"][:2] == [9.06, 48.52]
+    titles = {s["title"] for s in box["sensors"]}
+    assert "Temperature" in titles and "battery_mv" in titles
+    assert sorted(v for _n, _t, v, _at in received(osem_standin)) == [19.5, 3012.0]
+    assert setup.status()["pending"] == 0
