@@ -27,10 +27,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     from co2logserver import applier, forwarder, limits, metrics
     from co2logserver.config import load_config
-    from co2logserver.errors import register_error_handlers
     from co2logserver.spool import Spool
     from co2logserver.store import Store
     from co2logserver.web import register_blueprints
+    from co2logserver.web.errors import register_error_handlers
 
     app = Flask(__name__)
     load_config(app, config)

@@ -35,12 +35,20 @@ def db_path(tmp_path) -> str:
 
 
 @pytest.fixture
-def build_app() -> Iterator:
-    """Create apps and close their database connections when the test ends."""
+def build_app(tmp_path_factory) -> Iterator:
+    """Create apps and close their database connections when the test ends.
+
+    A PostgreSQL app's spool would default to the working directory: each test's
+    apps spool into a temporary directory unless the test names one.
+    """
     apps = []
+    spool = str(tmp_path_factory.mktemp("spool"))
 
     def factory(config):
-        app = create_app({"RATELIMIT_ENABLED": False, **config})
+        defaults = {"RATELIMIT_ENABLED": False}
+        if "://" in str(config.get("DB", config.get("CO2LOGSERVER_DB", ""))):
+            defaults["SPOOL_DIR"] = spool
+        app = create_app({**defaults, **config})
         app.config["TESTING"] = True
         apps.append(app)
         return app

@@ -496,7 +496,7 @@ def chirpstack_with(**fields) -> bytes:
             "up",
             "rxInfo[0].location.longitude 200 is outside",
         ),
-        (b"", "up", "not JSON"),
+        (b" ", "up", "not JSON"),
     ),
 )
 def test_bad_chirpstack_uplinks_are_refused_naming_the_field(

@@ -69,12 +69,12 @@ def v1_credential(args: Mapping[str, str], authorization: str | None) -> str | N
     """
     if args.get("p"):
         return args["p"]
-    scheme, secret = split_authorization(authorization)
+    scheme, given = split_authorization(authorization)
     if scheme == "basic":
-        return basic_password(secret)
-    if scheme == "token":
+        return basic_password(given)
+    if scheme == "given":
         # Tasmota sends "Token <password>" beside p=; 1.8 clients "user:password".
-        return secret.partition(":")[2] if ":" in secret else secret or None
+        return given.partition(":")[2] if ":" in given else given or None
     return None
 
 
@@ -83,21 +83,21 @@ def v1_user(args: Mapping[str, str], authorization: str | None) -> str:
     if args.get("u"):
         return args["u"]
     try:
-        scheme, secret = split_authorization(authorization)
+        scheme, given = split_authorization(authorization)
         if scheme == "basic":
-            return decode_basic(secret).partition(":")[0]
+            return decode_basic(given).partition(":")[0]
     except BadRequest:
         return ""
-    if scheme == "token" and ":" in secret:
-        return secret.partition(":")[0]
+    if scheme == "given" and ":" in given:
+        return given.partition(":")[0]
     return ""
 
 
 def v2_credential(authorization: str | None) -> str | None:
     """The token of a 2.x write (``Token`` or ``Bearer``), the sensor's SECRET."""
-    scheme, secret = split_authorization(authorization)
-    if scheme in ("token", "bearer"):
-        return secret or None
+    scheme, given = split_authorization(authorization)
+    if scheme in ("given", "bearer"):
+        return given or None
     return None
 
 
