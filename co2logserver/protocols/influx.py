@@ -72,7 +72,7 @@ def v1_credential(args: Mapping[str, str], authorization: str | None) -> str | N
     scheme, given = split_authorization(authorization)
     if scheme == "basic":
         return basic_password(given)
-    if scheme == "given":
+    if scheme == "token":
         # Tasmota sends "Token <password>" beside p=; 1.8 clients "user:password".
         return given.partition(":")[2] if ":" in given else given or None
     return None
@@ -88,7 +88,7 @@ def v1_user(args: Mapping[str, str], authorization: str | None) -> str:
             return decode_basic(given).partition(":")[0]
     except BadRequest:
         return ""
-    if scheme == "given" and ":" in given:
+    if scheme == "token" and ":" in given:
         return given.partition(":")[0]
     return ""
 
@@ -96,7 +96,7 @@ def v1_user(args: Mapping[str, str], authorization: str | None) -> str:
 def v2_credential(authorization: str | None) -> str | None:
     """The token of a 2.x write (``Token`` or ``Bearer``), the sensor's SECRET."""
     scheme, given = split_authorization(authorization)
-    if scheme in ("given", "bearer"):
+    if scheme in ("token", "bearer"):
         return given or None
     return None
 
