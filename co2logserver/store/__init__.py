@@ -2,7 +2,8 @@
 
 SQLite is the embedded default (WAL, busy timeout, ``BEGIN IMMEDIATE`` for writers so
 several gunicorn workers queue for the write lock instead of failing); PostgreSQL
-works the same. Database failures leave here as
+works the same. Every store call has a time budget (:mod:`.deadline`; PostgreSQL's
+bounds are in :mod:`.postgres`). Database failures leave here as
 :class:`~co2logserver.errors.StorageUnavailable` (503), never as raw SQL errors.
 """
 
@@ -21,7 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from co2logserver.errors import StorageUnavailable
-from co2logserver.store import schema, writer_lock
+from co2logserver.store import deadline, schema, writer_lock
 from co2logserver.store.columns import DataTable
 
 log = logging.getLogger(__name__)
@@ -100,18 +101,6 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     return engine
 
 
-def postgres_engine(url: str) -> Engine:
-    """A PostgreSQL engine that replaces connections broken by an outage."""
-    return create_engine(
-        url,
-        hide_parameters=True,  # values (SECRETs among them) never reach logs
-        pool_pre_ping=True,
-        pool_size=4,
-        max_overflow=4,
-        connect_args={"connect_timeout": 5},
-    )
-
-
 class Store:
     """Owns the engine and hands out transactions; knows nothing of HTTP."""
 
@@ -120,8 +109,13 @@ class Store:
         self.retry_after = str(settings["CO2LOGSERVER_RETRY_AFTER"])
         if self.url.startswith("sqlite"):
             self.engine = sqlite_engine(self.url, settings)
+            #: Seconds a store call may wait in all (see store.deadline).
+            self.timeout = float(settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"])
         else:
-            self.engine = postgres_engine(self.url)
+            from co2logserver.store.postgres import postgres_engine
+
+            self.engine = postgres_engine(self.url, settings)
+            self.timeout = float(settings["CO2LOGSERVER_DB_TIMEOUT"])
         self.dialect = self.engine.dialect.name
         dbapi = self.engine.dialect.loaded_dbapi
         #: What the database is down or locked looks like, from SQLAlchemy or from
@@ -173,9 +167,13 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        """The write transaction itself, with database failures turned into 503."""
+        """The write transaction itself, with database failures turned into 503.
+
+        All its waits (checkout, the writers' turn, statements, commit) share one
+        budget of :attr:`timeout`.
+        """
         try:
-            with self.engine.connect() as conn:
+            with deadline.budget(self.timeout), self.engine.connect() as conn:
                 conn.execution_options(write=True)
                 with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
@@ -202,27 +200,37 @@ class Store:
         return not any(sign in text for sign in NOT_AN_OUTAGE)
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self, budget: float | None = None) -> Iterator[Connection]:
         """A read-only transaction (a consistent snapshot on SQLite and PostgreSQL).
 
+        :param budget: seconds the whole block may wait for the database (the
+            health check's). Without it the checkout gets :attr:`timeout` and each
+            later wait its own bound, so a long export streamed to a slow client
+            is not cut off.
         :raise StorageUnavailable: 503 when the database cannot be reached.
         """
-        self.ensure_schema()
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with deadline.budget(budget):
+                self.ensure_schema()
+                with self._connect() as conn, conn.begin():
+                    yield conn
         except self.outage_errors as error:
             if not self.is_outage(error):
                 raise
             raise self.unavailable(error) from error
 
-    def ping(self) -> None:
-        """Round trip to the database.
+    def _connect(self) -> Connection:
+        """A checked-out connection, pinged (and replaced if broken) within budget."""
+        with deadline.budget(self.timeout):
+            return self.engine.connect()
+
+    def ping(self, budget: float | None = None) -> None:
+        """Round trip to the database within ``budget`` (default :attr:`timeout`).
 
         :raise StorageUnavailable: when it does not answer.
         """
         try:
-            with self.engine.connect() as conn:
+            with deadline.budget(budget or self.timeout), self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except (exc.OperationalError, exc.InterfaceError, exc.DBAPIError) as error:
             raise self.unavailable(error) from error
