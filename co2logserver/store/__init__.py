@@ -10,6 +10,7 @@ bounds are in :mod:`.postgres`). Database failures leave here as
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -31,6 +32,9 @@ EXTENSION = "co2logserver"
 #: Key of the PostgreSQL advisory lock held while creating tables.
 SCHEMA_LOCK = 0x0C02_1065
 
+
+#: Key of a pooled SQLite connection's current busy timeout (ms) in its ``info``.
+BUSY_KEY = "co2logserver_busy_ms"
 
 #: Words of SQLite OperationalErrors that are not outages (see Store.is_outage).
 NOT_AN_OUTAGE = ("no such table", "no such column", "has no column", "syntax error")
@@ -64,6 +68,11 @@ def enable_wal(cursor, timeout: float) -> None:
             time.sleep(0.005)
 
 
+def busy_milliseconds(seconds: float) -> int:
+    """SQLite's busy timeout for ``seconds`` (whole milliseconds, rounded up)."""
+    return math.ceil(seconds * 1000)
+
+
 def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     """An SQLite engine with WAL, a busy timeout and explicit transactions."""
     engine = create_engine(
@@ -78,7 +87,7 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     busy_timeout = settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"]
 
     @event.listens_for(engine, "connect")
-    def configure(dbapi_connection, _record):
+    def configure(dbapi_connection, record):
         # Let SQLAlchemy's "begin" event emit BEGIN itself, so writers can take the
         # write lock up front (pysqlite would defer it to the first INSERT).
         dbapi_connection.isolation_level = None
@@ -86,14 +95,20 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
         enable_wal(cursor, busy_timeout)
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
+        record.info[BUSY_KEY] = busy_milliseconds(busy_timeout)
 
     @event.listens_for(engine, "begin")
     def begin(connection):
         # On the driver connection: a full SQLAlchemy execution per request costs
         # more than the BEGIN itself.
         immediate = connection.get_execution_options().get("write", False)
-        driver = connection.connection.driver_connection
-        driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        fairy = connection.connection
+        # SQLite waits only what is left of the budget (after the writers' turn).
+        wait = busy_milliseconds(deadline.clamp(busy_timeout))
+        if fairy.info.get(BUSY_KEY) != wait:
+            fairy.driver_connection.execute(f"PRAGMA busy_timeout={wait}")
+            fairy.info[BUSY_KEY] = wait
+        fairy.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     database = make_url(url).database
     if database and database != ":memory:":
