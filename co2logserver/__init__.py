@@ -25,9 +25,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         or without the ``CO2LOGSERVER_`` prefix.
     :raise co2logserver.errors.ConfigError: for a configuration that cannot work.
     """
-    from co2logserver import forwarder, limits, metrics
+    from co2logserver import applier, forwarder, limits, metrics
     from co2logserver.config import load_config
     from co2logserver.errors import register_error_handlers
+    from co2logserver.spool import Spool
     from co2logserver.store import Store
     from co2logserver.web import register_blueprints
 
@@ -36,13 +37,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.logger.setLevel(app.config["CO2LOGSERVER_LOGLEVEL"])
     logging.getLogger("co2logserver").setLevel(app.config["CO2LOGSERVER_LOGLEVEL"])
     app.json.ensure_ascii = False
-    Store(app.config).init_app(app)
+    store = Store(app.config)
+    store.spool = Spool.from_settings(app.config, store.url)
+    store.init_app(app)
     register_error_handlers(app)
     register_blueprints(app)
     limits.trust_proxies(app)
     limits.init_app(app)
     metrics.init_app(app)
     forwarder.init_app(app)
+    applier.resume(store, app.config)
     return app
 
 

@@ -35,6 +35,13 @@ SENSEMAP_ENVIRONMENT = {
     "CO2LOGSERVER_OSEM_PASSWORD": "SENSEMAP_PASSWORD",
 }
 
+#: Keys that hold the operator's functions.
+CALLABLE_KEYS = (
+    "AUTH_CHECKER",
+    "TIME_CONVERTER",
+    "ACCEPT_NEW_COLUMN",
+    "ACCEPT_NEW_READING_TYPE",
+)
 POSITIVE_INTEGER_KEYS = (
     "MAX_LIMIT_OF_ROWS",
     "MAX_ROWS",
@@ -155,10 +162,20 @@ def validate(config: dict) -> None:
         check_positive_integer(config, key)
     for key in POSITIVE_NUMBER_KEYS:
         check_positive_number(config, key)
+    spool_bytes = config[PREFIX + "SPOOL_MAX_BYTES"]
+    if (
+        isinstance(spool_bytes, bool)
+        or not isinstance(spool_bytes, int)
+        or spool_bytes < 0
+    ):
+        raise ConfigError(
+            f"{PREFIX}SPOOL_MAX_BYTES must be a whole number of bytes (0 turns the "
+            f"spool off), not {spool_bytes!r}"
+        )
     check_choice(config, "SQLITE_SYNCHRONOUS", ("OFF", "NORMAL", "FULL", "EXTRA"))
     check_loglevel(config)
     check_reregistration(config)
-    for key in ("AUTH_CHECKER", "TIME_CONVERTER", "ACCEPT_NEW_COLUMN"):
+    for key in CALLABLE_KEYS:
         if not callable(config[PREFIX + key]):
             raise ConfigError(f"{PREFIX}{key} must be a function")
     if (

@@ -119,6 +119,17 @@ def CO2LOGSERVER_ACCEPT_NEW_COLUMN(col):
     return True
 
 
+def CO2LOGSERVER_ACCEPT_NEW_READING_TYPE(name):
+    """Decide whether a reading name no quantity of the registry maps is stored.
+
+    SPEC §9: an InfluxDB field, LoRaWAN payload key or airrohr value_type with no
+    mapping is stored as a quantity of its own (its lower-cased name, unit unknown)
+    unless this returns False; refused readings are counted in ``/metrics``
+    (``co2logserver_reading_types_refused``) and the rest of the request is stored.
+    """
+    return True
+
+
 # Whether rows with no data columns (only automatic ones) are stored.
 CO2LOGSERVER_ALLOW_EMPTY_ROWS = False
 
@@ -138,6 +149,17 @@ CO2LOGSERVER_MAX_COLUMNS = 200
 
 # Largest request body in bytes, also the cap on a gzip body's decompressed size.
 CO2LOGSERVER_MAX_CONTENT_LENGTH = 1024 * 1024
+
+# Where requests wait while the database is away (SPEC §10): a directory on local
+# disk, one per database. Empty: next to an SQLite file (``<file>.spool``), or
+# ``co2logserver-spool/<hash of the URL>`` in the working directory for PostgreSQL.
+# An unwritable directory stops the start.
+CO2LOGSERVER_SPOOL_DIR = ""
+
+# At most this many bytes of spooled requests; when full, posts get 503 +
+# Retry-After again. 0 turns the spool off (every outage is a 503, as before 1.0).
+CO2LOGSERVER_SPOOL_MAX_BYTES = 256 * 1024 * 1024
+
 
 # Whether ingest routes are rate limited (turn off only for benchmarks).
 CO2LOGSERVER_RATELIMIT_ENABLED = True

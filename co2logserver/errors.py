@@ -39,6 +39,16 @@ class BadOpenSmogHash(ApiError):
     status = 401
 
 
+class WrongCredential(BadOpenSmogHash):
+    """A protocol's credential slot (Basic, ``p``, ``Token``) holds a wrong SECRET."""
+
+
+class TooManyRequests(ApiError):
+    """A limit counted after the request was read (a device named in its body)."""
+
+    status = 429
+
+
 class Forbidden(ApiError):
     """Authentication is missing or refused."""
 

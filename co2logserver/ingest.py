@@ -137,14 +137,20 @@ def merged(first: list, second: list, column: str, errors: list[str]) -> list:
     return result
 
 
-def automatic_values(settings: Mapping, matches: Mapping[str, str | None]) -> dict:
+def automatic_values(
+    settings: Mapping, matches: Mapping[str, str | None], now: float | None = None
+) -> dict:
     """Upload time and checksum columns, the same for every row of an upload."""
     if settings["CO2LOGSERVER_CHECKSUM_SALTS"]:
         matched, failed = auth.checksum_columns(matches)
     else:
         matched = failed = None
     return {
-        settings["CO2LOGSERVER_UPLOAD_TIME_COL"]: datetime.datetime.now(datetime.UTC),
+        settings["CO2LOGSERVER_UPLOAD_TIME_COL"]: (
+            datetime.datetime.now(datetime.UTC)
+            if now is None
+            else datetime.datetime.fromtimestamp(now, datetime.UTC)
+        ),
         settings["CO2LOGSERVER_MATCHED_CHECKSUMS_COL"]: matched,
         settings["CO2LOGSERVER_FAILED_CHECKSUMS_COL"]: failed,
     }
@@ -155,8 +161,11 @@ def ingest_upload(
     settings: Mapping,
     batch: Batch,
     matches: Mapping[str, str | None],
+    now: float | None = None,
 ) -> int:
     """Validate and store a legacy upload; return how many rows were stored.
+
+    ``now`` is the receive time (the spool's applier passes the spooled one).
 
     :raise PayloadTooLarge: for more rows than ``CO2LOGSERVER_MAX_ROWS``.
     :raise BadRequest: for bad names or values (nothing is stored).
@@ -171,7 +180,7 @@ def ingest_upload(
     batch = normalise(batch, settings)
     if not batch.length:  # e.g. a CSV header alone: no row to store, no column to add
         return 0
-    automatic = automatic_values(settings, matches)
+    automatic = automatic_values(settings, matches, now)
     for name in automatic:  # the server sets these, as 0.1.2 did
         batch.columns.pop(name, None)
     with store.transaction() as conn:
@@ -352,11 +361,13 @@ def submit_readings(
     authorization: str | None,
     rogue_route: bool,
     raw_body: bytes | None = None,
+    now: float | None = None,
 ) -> int:
     """Apply the authorization table of the OpenSmog API and store the readings.
 
     ``body`` is the payload (decompressed); ``raw_body`` the bytes as sent, which
-    the OpenSmogHash covers. Returns how many readings were new.
+    the OpenSmogHash covers; ``now`` the receive time (the spool's applier passes
+    the time a request was spooled). Returns how many readings were new.
 
     :raise BadRequest: 400 for a bad SUID or payload.
     :raise BadOpenSmogHash: 401 for a wrong hash of a secure sensor.
@@ -365,34 +376,59 @@ def submit_readings(
     :raise StorageUnavailable: 503 when the database is down.
     """
     suid = auth.parse_suid(suid)
-    now = time.time()
+    now = time.time() if now is None else now
     observations, payload_error = checked_payload(body, settings, now)
     with store.transaction() as conn:
         sensor = sensor_sql.sensor_to_write(conn, suid)
+        if sensor is None:
+            credentials = None
+        else:
+            credentials = verify.credentials_of(conn, sensor)
+            store.registrations[suid] = credentials
         fresh = True
-        if sensor and sensor.secure:
+        if credentials and credentials.secure:
             fresh = verify.check_secure_access(
-                conn, sensor.registration_id, settings, authorization,
-                raw_body or body, rogue_route, now,
+                conn, credentials, settings, authorization, raw_body or body,
+                rogue_route, now,
             )  # fmt: skip
         if payload_error:
             raise payload_error
         if not fresh:  # an OpenSmogHash2 retry of an accepted request
             return 0
-        if sensor is None:
+        if credentials is None:
             registration = register_rogue(conn, suid, int(now))
         else:
-            registration = sensor.registration_id
+            registration = credentials.registration_id
         values = [
             (obs.timestamp, code, value)
             for obs in observations
             for code, value in obs.readings.items()
         ]
-        new = sensor_sql.insert_readings(conn, registration, values)
-        sensor_sql.count_new_readings(conn, suid, new)
-        if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
-            outbox.enqueue(conn, outbox.READINGS, readings_items(suid, values, new))
+        new = store_sensor_readings(conn, settings, suid, registration, values)
     return len(new)
+
+
+def store_sensor_readings(
+    conn,
+    settings: Mapping,
+    suid: str,
+    registration: int,
+    values,
+    learned: Mapping[int, str] | None = None,
+) -> list[tuple[int, int]]:
+    """Write checked ``(ts, code, value)`` readings of one sensor; return the new keys.
+
+    Where every protocol's readings end: a reading stored before stays as it was
+    (safe retries), the sensor's counts follow, and new readings go to the outbox
+    in the same transaction (``learned`` names the codes the registry lacks).
+    """
+    new = sensor_sql.insert_readings(conn, registration, values)
+    sensor_sql.count_new_readings(conn, suid, new)
+    if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
+        outbox.enqueue(
+            conn, outbox.READINGS, readings_items(suid, values, new, learned or {})
+        )
+    return new
 
 
 def register_rogue(conn, suid: str, now: int) -> int:
@@ -402,13 +438,17 @@ def register_rogue(conn, suid: str, now: int) -> int:
     return registration
 
 
-def readings_items(suid: str, values, new) -> list[tuple[str, dict]]:
+def readings_items(
+    suid: str, values, new, learned: Mapping[int, str] | None = None
+) -> list[tuple[str, dict]]:
     """One outbox item per observation time with its new readings."""
+    learned = learned or {}
     fresh = set(new)
     by_time: dict[int, dict[str, float]] = {}
     for ts, code, value in values:
         if (ts, code) in fresh:
-            by_time.setdefault(ts, {})[BY_CODE[code].name] = value
+            name = BY_CODE[code].name if code in BY_CODE else learned[code]
+            by_time.setdefault(ts, {})[name] = value
     return [
         (suid, {"timestamp": ts, "readings": r}) for ts, r in sorted(by_time.items())
     ]

@@ -21,14 +21,15 @@ from typing import Any
 
 from flask import current_app, request
 from flask_limiter import Limit, Limiter, RateLimitExceeded
-from limits import parse_many
+from limits import parse, parse_many
 from limits.errors import ConfigurationError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from co2logserver.errors import ConfigError, error_body
+from co2logserver.errors import ConfigError, TooManyRequests, error_body
 
 EXTENSION = "co2logserver.limits"
 MARK = "_co2logserver_rate_limits"
+KEY_MARK = "_co2logserver_sensor_key"
 SENSOR = "sensor"
 ADDRESS = "address"
 
@@ -55,13 +56,59 @@ per_address = _marked(ADDRESS)
 per_sensor = _marked(SENSOR, ADDRESS)
 
 
+def per_device(key_function: Callable[[], str | None]) -> Callable:
+    """An ingest view of another protocol, limited per device and per address.
+
+    ``key_function`` names the device from what the request shows before its body
+    is read (airrohr's ``X-Sensor`` header, ...), so a flood costs no parse.
+    """
+
+    def mark(view: Callable) -> Callable:
+        setattr(view, MARK, frozenset((SENSOR, ADDRESS)))
+        setattr(view, KEY_MARK, key_function)
+        return view
+
+    return mark
+
+
+def hit_sensor_limit(key: str) -> None:
+    """Count one request of a device named only in the body (LoRaWAN's DevEUI).
+
+    The same ``CO2LOGSERVER_RATELIMIT_SENSOR`` limit, in the same storage, as the
+    limit of marked views; call it once per device after parsing.
+
+    :raise TooManyRequests: 429 with ``Retry-After`` once the device is over it.
+    """
+    limiter = current_app.extensions.get(EXTENSION)
+    if limiter is None:
+        return
+    item = parse(current_app.config["CO2LOGSERVER_RATELIMIT_SENSOR"])
+    try:
+        if limiter.limiter.hit(item, "co2logserver-device", key):
+            return
+        reset = limiter.limiter.get_window_stats(item, "co2logserver-device", key)[0]
+    except Exception:  # the storage failed: let the data in, as the views do
+        return
+    seconds = max(1, math.ceil(reset - time.time()))
+    raise TooManyRequests(
+        f"Too many requests: at most {item} for this sensor "
+        f"(CO2LOGSERVER_RATELIMIT_SENSOR); retry after {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
 def client_address() -> str:
     """The client's address (after ``ProxyFix`` when proxies are trusted)."""
     return request.remote_addr or "unknown"
 
 
 def sensor_key() -> str:
-    """The SUID of the request's URL, lowercased as it is stored."""
+    """The SUID of the request's URL, lowercased as it is stored, or the device
+    a :func:`per_device` view names."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    key_function = getattr(view, KEY_MARK, None)
+    if key_function is not None:
+        return str(key_function() or "none").lower()
     return str((request.view_args or {}).get("suid", "")).lower() or "none"
 
 

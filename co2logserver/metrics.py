@@ -12,6 +12,7 @@ database reachability) are read at scrape time, so they need nothing of the kind
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -58,6 +59,9 @@ class Counters:
     readings: Counter
     rejected: Counter
     rate_limited: Counter
+    protocol_readings: Counter
+    refused_types: Counter
+    ignored_fields: Counter
 
 
 def make_counters() -> Counters:
@@ -93,6 +97,26 @@ def make_counters() -> Counters:
             ["endpoint"],
             registry=registry,
         ),
+        protocol_readings=Counter(
+            "co2logserver_protocol_readings_stored",
+            "New readings stored from firmware protocols (SPEC §9), by protocol.",
+            ["protocol"],
+            registry=registry,
+        ),
+        refused_types=Counter(
+            "co2logserver_reading_types_refused",
+            "Readings left out because CO2LOGSERVER_ACCEPT_NEW_READING_TYPE refused "
+            "their name, by protocol.",
+            ["protocol"],
+            registry=registry,
+        ),
+        ignored_fields=Counter(
+            "co2logserver_fields_ignored",
+            "Fields that are not readings (InfluxDB strings and booleans, ...), "
+            "by protocol.",
+            ["protocol"],
+            registry=registry,
+        ),
     )
 
 
@@ -115,6 +139,19 @@ def count_rows(count: int) -> None:
 def count_readings(count: int) -> None:
     """Count new readings that a committed request stored."""
     counters().readings.inc(count)
+
+
+def count_protocol(
+    protocol: str, stored: int, refused_types: int = 0, ignored_fields: int = 0
+) -> None:
+    """Count what a committed request of a firmware protocol stored and left out."""
+    found = counters()
+    found.readings.inc(stored)
+    found.protocol_readings.labels(protocol).inc(stored)
+    if refused_types:
+        found.refused_types.labels(protocol).inc(refused_types)
+    if ignored_fields:
+        found.ignored_fields.labels(protocol).inc(ignored_fields)
 
 
 def count_response(response: Response) -> Response:
@@ -140,6 +177,7 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the gauges; a database that does not answer gives ``up`` 0 only."""
+        yield from spool_gauges(self.store)
         up = GaugeMetricFamily(
             "co2logserver_database_up", "Whether the database answered the scrape."
         )
@@ -153,6 +191,29 @@ class StoreCollector:
         up.add_metric([], 1)
         yield up
         yield from outbox_gauges(status)
+
+
+def spool_gauges(store: Store) -> Iterator[Metric]:
+    """The spool's size and the age of what waits in it longest (SPEC §10)."""
+    if store.spool is None:
+        return
+    status = store.spool.status()
+    yield GaugeMetricFamily(
+        "co2logserver_spool_bytes",
+        "Bytes of requests acknowledged while the database was away, not yet applied.",
+        value=status.bytes,
+    )
+    yield GaugeMetricFamily(
+        "co2logserver_spool_segments",
+        "Spool segment files waiting to be applied.",
+        value=status.segments,
+    )
+    age = 0.0 if status.oldest_at is None else max(0.0, time.time() - status.oldest_at)
+    yield GaugeMetricFamily(
+        "co2logserver_spool_oldest_age_seconds",
+        "Age of the oldest spool segment waiting (0 when the spool is empty).",
+        value=age,
+    )
 
 
 def outbox_gauges(status: dict) -> Iterator[Metric]:

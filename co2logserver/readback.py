@@ -15,7 +15,7 @@ from typing import Any
 
 from co2logserver import auth
 from co2logserver.errors import BadRequest, NotFound
-from co2logserver.readings import BY_CODE, QUANTITIES, location_view
+from co2logserver.readings import QUANTITIES, location_view
 from co2logserver.store import Store
 from co2logserver.store import sensors as sensor_sql
 
@@ -29,6 +29,8 @@ def sensor_view(row, decimals: int, exact: bool = False) -> dict[str, Any]:
     """What the API shows of a sensor; further metadata only to admins."""
     view = {
         "suid": row.suid,
+        "alias": row.alias,
+        "protocol": protocol_of(row.alias),
         "manufacturer": row.manufacturer,
         "model": row.model,
         "location": location_view(row, decimals, exact),
@@ -43,12 +45,18 @@ def sensor_view(row, decimals: int, exact: bool = False) -> dict[str, Any]:
     return view
 
 
-def list_sensor_views(store: Store, decimals: int, exact: bool) -> list[dict]:
-    """Every sensor as the API shows it."""
+def protocol_of(alias: str | None) -> str:
+    """The protocol a sensor speaks: its alias's prefix, else OpenSmog."""
+    return alias.partition(":")[0] if alias else "opensmog"
+
+
+def list_sensor_views(
+    store: Store, decimals: int, exact: bool, alias: str | None = None
+) -> list[dict]:
+    """Every sensor as the API shows it; ``alias`` finds a protocol's devices."""
     with store.reading() as conn:
-        return [
-            sensor_view(row, decimals, exact) for row in sensor_sql.list_sensors(conn)
-        ]
+        rows = sensor_sql.list_sensors(conn, alias)
+    return [sensor_view(row, decimals, exact) for row in rows]
 
 
 def get_sensor_view(store: Store, suid: str, decimals: int, exact: bool) -> dict:
@@ -85,18 +93,31 @@ def parse_time(text: str | None, name: str) -> int | None:
     return int(moment.timestamp())
 
 
-def parse_types(text: str | None) -> list[int] | None:
-    """``type=PM10,TEMP`` as type codes."""
+def parse_types(text: str | None) -> list[str] | None:
+    """``type=PM10,TEMP``: the names asked for (codes are found with the data)."""
     if not text:
         return None
-    names = [t.strip().upper() for t in text.split(",") if t.strip()]
-    unknown = [n for n in names if n not in QUANTITIES]
-    if unknown:
-        raise BadRequest(
-            f"type: unknown reading type {unknown[0]!r}; known: "
-            + ", ".join(QUANTITIES)
-        )
-    return [QUANTITIES[n].code for n in names]
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    return [n.upper() if n.upper() in QUANTITIES else n.lower() for n in names]
+
+
+def type_codes(store: Store, conn, names: list[str] | None) -> list[int] | None:
+    """The codes of ``type=`` names, built-in or learned by this database.
+
+    :raise BadRequest: naming the first type no quantity has.
+    """
+    if not names:
+        return None
+    codes = []
+    for name in names:
+        quantity = store.quantities.find(conn, name)
+        if quantity is None:
+            raise BadRequest(
+                f"type: unknown reading type {name!r}; known: "
+                + ", ".join([*QUANTITIES, *store.quantities.learned_names()])
+            )
+        codes.append(quantity.code)
+    return codes
 
 
 def parse_verified(text: str | None) -> bool | None:
@@ -137,7 +158,7 @@ class ReadingsQuery:
     suid: str
     start: int | None
     end: int | None
-    types: list[int] | None
+    types: list[str] | None
     verified: bool | None
     cursor: tuple[int, int, int] | None
     limit: int
@@ -176,9 +197,9 @@ def parse_readings_query(
     )
 
 
-def reading_dict(row) -> dict[str, Any]:
+def reading_dict(store: Store, conn, row) -> dict[str, Any]:
     """One reading as JSON."""
-    quantity = BY_CODE[row.type]
+    quantity = store.quantities.by_code(conn, row.type)
     return {
         "timestamp": row.ts,
         "type": quantity.name,
@@ -196,24 +217,25 @@ def require_sensor(conn, suid: str) -> None:
 
 def readings_page(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     """One page of readings and the cursor of the next page (``None`` at the end)."""
-    statement = sensor_sql.select_readings(
-        query.suid,
-        query.start,
-        query.end,
-        query.types,
-        query.verified,
-        query.cursor,
-        query.limit + 1,
-    )
     with store.reading() as conn:
         require_sensor(conn, query.suid)
+        statement = sensor_sql.select_readings(
+            query.suid,
+            query.start,
+            query.end,
+            type_codes(store, conn, query.types),
+            query.verified,
+            query.cursor,
+            query.limit + 1,
+        )
         rows = list(conn.execute(statement))
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        readings = [reading_dict(store, conn, row) for row in rows]
     last = rows[-1] if rows else None
     return {
         "suid": query.suid,
-        "readings": [reading_dict(row) for row in rows],
+        "readings": readings,
         "next": f"{last.registration_id}-{last.ts}-{last.type}" if more else None,
     }
 
@@ -222,11 +244,12 @@ def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
     """Every matching reading as CSV cells, streamed with its own connection."""
     with store.reading() as conn:
         require_sensor(conn, query.suid)
+        codes = type_codes(store, conn, query.types)
     statement = sensor_sql.select_readings(
         query.suid,
         query.start,
         query.end,
-        query.types,
+        codes,
         query.verified,
         query.cursor,
         2**62,
@@ -235,7 +258,7 @@ def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
     def rows() -> Iterator[tuple]:
         with store.reading() as conn:
             for row in sensor_sql.stream(conn, statement):
-                q = BY_CODE[row.type]
+                q = store.quantities.by_code(conn, row.type)
                 yield row.ts, q.name, row.value, q.unit, bool(row.secure)
 
     return rows()
@@ -243,16 +266,25 @@ def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
 
 def aggregate(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     """Buckets of ``query.aggregate`` seconds per type: count, min, mean, max."""
-    statement = sensor_sql.aggregate_readings(
-        query.suid, query.start, query.end, query.types, query.verified, query.aggregate
-    )
     with store.reading() as conn:
         require_sensor(conn, query.suid)
+        statement = sensor_sql.aggregate_readings(
+            query.suid,
+            query.start,
+            query.end,
+            type_codes(store, conn, query.types),
+            query.verified,
+            query.aggregate,
+        )
         rows = list(conn.execute(statement))
+        kinds = {
+            code: store.quantities.by_code(conn, code)
+            for code in {r.type for r in rows}
+        }
     buckets = [
         {
-            "type": BY_CODE[row.type].name,
-            "unit": BY_CODE[row.type].unit,
+            "type": kinds[row.type].name,
+            "unit": kinds[row.type].unit,
             "start": int(row.bucket),
             "count": row.count,
             "min": row.min,

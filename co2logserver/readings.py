@@ -4,7 +4,9 @@ Every reading the sensor API stores is one of these quantities: its name on the 
 the small integer stored in ``readings.type`` (codes are never reused or renumbered,
 so a database of any version reads back the same), its unit and a human title.
 Ingest, readback, the dashboard and forwarding all look quantities up here; protocol
-adapters (SPEC §9) will map their own field names onto these names.
+adapters (SPEC §9) map their own field names onto these names with :func:`resolve`,
+and a name with no mapping becomes a quantity of its own (lower-cased, unit
+unknown), which :mod:`co2logserver.store.quantities` allocates per database.
 
 It also owns where a sensor is shown: :func:`public_location` rounds a private
 position to ``CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS`` for every public use (API,
@@ -13,6 +15,8 @@ pages, OpenSenseMap). Imports nothing of the package.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +57,66 @@ _QUANTITIES = (
 QUANTITIES: dict[str, Quantity] = {q.name: q for q in _QUANTITIES}
 #: Every quantity by the code stored in ``readings.type``.
 BY_CODE: dict[int, Quantity] = {q.code: q for q in _QUANTITIES}
+
+#: Field names devices commonly give registry quantities, lower-cased; every
+#: protocol adapter looks here after its own table (airrohr's value_types, ...).
+COMMON_NAMES: dict[str, str] = {
+    "temperature": "TEMP",
+    "temp": "TEMP",
+    "humidity": "HUM",
+    "hum": "HUM",
+    "pressure": "PRES",
+    "co2": "CO2",
+    "carbondioxide": "CO2",
+    "pm1": "PM1",
+    "pm1_0": "PM1",
+    "pm2.5": "PM2_5",
+    "pm25": "PM2_5",
+    "pm2_5": "PM2_5",
+    "pm4": "PM4",
+    "pm4_0": "PM4",
+    "pm10": "PM10",
+    "no2": "NO2",
+    "o3": "O3",
+    "so2": "SO2",
+    "co": "CO",
+    "pb": "PB",
+    "rssi": "SIGNAL",
+    "signal": "SIGNAL",
+    "laeq": "NOISE_LAEQ",
+    "noise": "NOISE_LAEQ",
+    "noise_laeq": "NOISE_LAEQ",
+    "noise_la_min": "NOISE_LA_MIN",
+    "noise_la_max": "NOISE_LA_MAX",
+}
+
+#: What a learned quantity's name may be: printable, short, no control characters.
+LEARNED_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+
+
+def resolve(field: str, own_names: Mapping[str, str] | None = None) -> str:
+    """The registry name a protocol's field is stored under.
+
+    In order: the protocol's own table (keys lower-cased), a built-in name in any
+    case (``co2`` is ``CO2``), :data:`COMMON_NAMES`; else the lower-cased field
+    name itself, a quantity of its own (check it with :func:`learned_name_problem`).
+    """
+    key = field.strip().lower()
+    if own_names and key in own_names:
+        return own_names[key]
+    if key.upper() in QUANTITIES:
+        return key.upper()
+    return COMMON_NAMES.get(key, key)
+
+
+def learned_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a learned quantity's name, or ``None``."""
+    if not LEARNED_NAME.fullmatch(name) or name != name.strip():
+        return (
+            "a reading name must be 1 to 64 printable characters without "
+            "surrounding spaces"
+        )
+    return None
 
 
 def public_location(

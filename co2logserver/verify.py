@@ -10,25 +10,50 @@ PUT signed with the current SECRET (a device rotating it). No Flask here.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from co2logserver import auth, replay
 from co2logserver.errors import BadOpenSmogHash, Conflict, Forbidden
 from co2logserver.store import sensors as sensor_sql
 
 
-def check_secure_access(
-    conn,
-    registration: int,
+@dataclass(frozen=True)
+class Credentials:
+    """What deciding a sensor's post needs of its current registration.
+
+    Read in the write transaction, and kept by each worker (``Store.registrations``)
+    so that signed posts can still be verified while the database is away (SPEC §10).
+    """
+
+    registration_id: int
+    secure: bool
+    secret: str | None = None
+    signs_v2: bool = False
+
+
+def credentials_of(conn, sensor) -> Credentials:
+    """The credentials of a sensor row (its SECRET only when it is secure)."""
+    if not sensor.secure:
+        return Credentials(sensor.registration_id, False)
+    secret, signs_v2 = sensor_sql.registration_credentials(conn, sensor.registration_id)
+    return Credentials(sensor.registration_id, True, secret, signs_v2)
+
+
+def check_signature(
     settings: Mapping,
+    credentials: Credentials,
     authorization: str | None,
     signed: bytes,
     rogue_route: bool,
     now: float,
-) -> bool:
-    """A secure sensor's data comes only through the verified path with its hash.
+) -> replay.Signature | None:
+    """Every rule for a secure sensor's post that needs no database.
 
-    Returns ``False`` for an OpenSmogHash2 retry of a request already accepted
-    (answered 200, stores nothing).
+    Returns the OpenSmogHash2 signature whose ``seq`` the window must still judge,
+    or ``None`` for a plain OpenSmogHash that matched.
+
+    :raise Forbidden: 403 on the rogue route or without a hash.
+    :raise BadOpenSmogHash: 401 for a wrong, malformed, stale or downgraded one.
     """
     if rogue_route:
         raise Forbidden(
@@ -42,12 +67,10 @@ def check_secure_access(
             "hash=<sha256(ts:seq: + body + SECRET)> (or OpenSmogHash "
             "<sha256(body + SECRET)>)"
         )
-    secret, signs_v2 = sensor_sql.registration_credentials(conn, registration)
+    secret = credentials.secret
     if replay.is_v2(authorization):
-        return check_replay_safe(
-            conn, registration, settings, authorization, signed, secret, now
-        )
-    if signs_v2:
+        return checked_v2(settings, authorization, signed, secret, now)
+    if credentials.signs_v2:
         raise BadOpenSmogHash(
             "This registration has signed with OpenSmogHash2; plain OpenSmogHash is "
             "refused for it (a downgrade would allow replays)"
@@ -58,13 +81,11 @@ def check_secure_access(
             "sent (compressed, if gzip) with the SECRET (64 hex characters) appended, "
             "as hex"
         )
-    return True
+    return None
 
 
-def check_replay_safe(
-    conn, registration: int, settings, authorization, signed, secret, now
-) -> bool:
-    """Apply OpenSmogHash2 (SPEC §11): the hash, the clock and the ``seq`` window."""
+def checked_v2(settings, authorization, signed, secret, now) -> replay.Signature:
+    """An OpenSmogHash2 whose hash and clock are right (SPEC §11)."""
     signature = replay.parse(authorization)
     if signature is None:
         raise BadOpenSmogHash(
@@ -81,6 +102,33 @@ def check_replay_safe(
     )
     if problem:
         raise BadOpenSmogHash(problem)
+    return signature
+
+
+def check_secure_access(
+    conn,
+    credentials: Credentials,
+    settings: Mapping,
+    authorization: str | None,
+    signed: bytes,
+    rogue_route: bool,
+    now: float,
+) -> bool:
+    """A secure sensor's data comes only through the verified path with its hash.
+
+    Returns ``False`` for an OpenSmogHash2 retry of a request already accepted
+    (answered 200, stores nothing).
+    """
+    signature = check_signature(
+        settings, credentials, authorization, signed, rogue_route, now
+    )
+    if signature is None:
+        return True
+    return check_window(conn, credentials.registration_id, signature)
+
+
+def check_window(conn, registration: int, signature: replay.Signature) -> bool:
+    """Accept an OpenSmogHash2 ``seq`` once; ``False`` for a retry of one accepted."""
     window = sensor_sql.signed_window(conn, registration)
     verdict = replay.judge(signature.seq, signature.digest, window)
     if verdict is replay.Verdict.ACCEPT:

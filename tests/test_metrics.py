@@ -145,7 +145,9 @@ def test_outbox_backlog_is_read_at_scrape_time(make_app):
 
 
 def test_unreachable_database_shows_in_health_and_metrics(make_app, tmp_path):
-    client = make_app(DB=str(tmp_path / "no" / "such" / "dir" / "db.sqlite"))
+    client = make_app(
+        DB=str(tmp_path / "no" / "such" / "dir" / "db.sqlite"), SPOOL_MAX_BYTES=0
+    )
     client = client.test_client()
     health = client.get("/health")
     assert health.status_code == 503

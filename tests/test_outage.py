@@ -1,4 +1,6 @@
-"""Database outage: PostgreSQL stops, ingest answers 503, then recovers by itself.
+"""Database outage with the spool off: ingest answers 503, then recovers by itself.
+
+(With the spool on, the default, ingest keeps answering 200: tests/test_spool.py.)
 
 One app object lives through the whole outage (no restart): while PostgreSQL is
 down, ingest and ``/health`` answer 503 with ``Retry-After`` and nothing crashes;
@@ -24,7 +26,9 @@ TS = 1_700_000_000
 @pytest.fixture
 def pg_app(postgres_server, build_app):
     """An app on the stoppable PostgreSQL server, retried after 7 seconds."""
-    return build_app({"DB": postgres_server.url, "RETRY_AFTER": 7})
+    return build_app(
+        {"DB": postgres_server.url, "RETRY_AFTER": 7, "SPOOL_MAX_BYTES": 0}
+    )
 
 
 def stored_rows(url: str, marker: str) -> int:
@@ -105,7 +109,11 @@ def test_outage_on_a_running_gunicorn_recovers(postgres_server, tmp_path):
 
     from tests.appserver import GunicornServer
 
-    settings = {"DB": postgres_server.url, "RATELIMIT_ENABLED": "False"}
+    settings = {
+        "DB": postgres_server.url,
+        "RATELIMIT_ENABLED": "False",
+        "SPOOL_MAX_BYTES": "0",
+    }
     with GunicornServer(tmp_path, settings, workers=2) as server:
         postgres_server.stop()
         down = [

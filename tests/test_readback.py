@@ -73,6 +73,8 @@ def test_sensor_list_shows_what_an_operator_needs(readback):
     }
     assert views[secure] | {"registered_at": None} == {
         "suid": secure,
+        "alias": None,  # SPEC §9: null for OpenSmog sensors
+        "protocol": "opensmog",
         "manufacturer": "ACME INC",
         "model": "X9000",
         "location": None,

@@ -17,14 +17,17 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 
 from co2logserver.errors import StorageUnavailable
 from co2logserver.store import deadline, schema, writer_lock
 from co2logserver.store.columns import DataTable
+from co2logserver.store.prepared import driver_cursor, driver_rows, placeholders
+from co2logserver.store.quantities import Quantities
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,69 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     return engine
 
 
+#: The spool record the current write transaction applies (SPEC §10), if any.
+APPLYING: ContextVar[str | None] = ContextVar("co2logserver_applying", default=None)
+
+
+class AlreadyApplied(Exception):
+    """The spool record this transaction applies was applied before."""
+
+
+@contextmanager
+def applying(record_id: str) -> Iterator[None]:
+    """Make the write transactions in this block record ``record_id`` as applied.
+
+    The mark is written in the same transaction as the record's data, so a crash
+    between the two cannot apply a record twice.
+    """
+    token = APPLYING.set(record_id)
+    try:
+        yield
+    finally:
+        APPLYING.reset(token)
+
+
+def mark_applied(conn: Connection) -> None:
+    """Insert the current spool record's mark; :raise AlreadyApplied: if present."""
+    record_id = APPLYING.get()
+    if record_id is None:
+        return
+    sql = (
+        f"INSERT INTO spool_applied (id) VALUES ({placeholders(conn, 1)}) "
+        "ON CONFLICT DO NOTHING RETURNING id"
+    )
+    if not driver_rows(conn, sql, [record_id]):
+        raise AlreadyApplied(record_id)
+
+
+def forget_marks(conn: Connection, prefix: str) -> None:
+    """Delete the applied marks of a spool segment that is gone."""
+    sql = f"DELETE FROM spool_applied WHERE id LIKE {placeholders(conn, 1)}"
+    with driver_cursor(conn) as cursor:
+        cursor.execute(sql, (prefix.replace("%", "") + "%",))
+
+
+#: Columns of ``sensors`` that databases of earlier versions lack, with their DDL.
+ADDED_SENSOR_COLUMNS = {"alias": "TEXT"}
+
+
+def add_missing_sensor_columns(conn: Connection) -> None:
+    """Bring a 1.0-dev ``sensors`` table up to date (SPEC §9's ``alias``).
+
+    ``create_all`` makes missing tables only; a column added later is added here,
+    in the schema transaction, with its index.
+    """
+    present = {column["name"] for column in inspect(conn).get_columns("sensors")}
+    missing = [name for name in ADDED_SENSOR_COLUMNS if name not in present]
+    for name in missing:
+        conn.exec_driver_sql(
+            f"ALTER TABLE sensors ADD COLUMN {name} {ADDED_SENSOR_COLUMNS[name]}"
+        )
+        log.info("database: added the column sensors.%s", name)
+    if "alias" in missing:
+        conn.exec_driver_sql("CREATE INDEX ix_sensors_alias ON sensors (alias)")
+
+
 class Store:
     """Owns the engine and hands out transactions; knows nothing of HTTP."""
 
@@ -142,6 +208,13 @@ class Store:
             dbapi.InterfaceError,
         )
         self.data = DataTable(settings["CO2LOGSERVER_DATA_TABLE_NAME"], settings)
+        self.quantities = Quantities()
+        #: SUID -> verify.Credentials of the sensors this worker has seen: lets the
+        #: spool verify signed posts while the database is away (SPEC §10).
+        self.registrations: dict[str, Any] = {}
+        #: The spool and its applier (co2logserver.spool, .applier), set by the app.
+        self.spool: Any = None
+        self.applier: Any = None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
@@ -159,6 +232,7 @@ class Store:
                 # "if not exists" across concurrent transactions, so take turns.
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
             schema.metadata.create_all(conn)
+            add_missing_sensor_columns(conn)
             self.data.ensure(conn)
         self._schema_ready = True
 
@@ -179,6 +253,7 @@ class Store:
         self.ensure_schema()
         with self._write() as conn:
             yield conn
+            mark_applied(conn)  # in a spool record's transaction (not the schema's)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -193,9 +268,12 @@ class Store:
                 with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
             self.data.settled(committed=True)
+            self.quantities.settled(committed=True)
         except BaseException as error:
-            # The transaction rolled back, and with it any column it added.
+            # The transaction rolled back, and with it any column or quantity it
+            # added.
             self.data.settled(committed=False)
+            self.quantities.settled(committed=False)
             if self.is_outage(error):
                 raise self.unavailable(error) from error
             raise

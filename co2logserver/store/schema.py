@@ -43,6 +43,21 @@ sensors = Table(
     Column("reading_count", BigInteger, nullable=False, default=0),
     Column("first_ts", BigInteger),
     Column("last_ts", BigInteger),
+    # The protocol's own device name (SPEC §9: "airrohr:esp8266-1:SDS", ...),
+    # NULL for OpenSmog sensors. Added to older databases by the store's migration.
+    Column("alias", Text),
+    Index("ix_sensors_alias", "alias"),
+)
+
+#: Quantities a database learned from the protocols (SPEC §9): a field name with no
+#: mapping in the registry is stored under a code of its own (1000 and up; the
+#: built-in codes of co2logserver.readings are never written here).
+quantities = Table(
+    "quantities",
+    metadata,
+    Column("code", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("unit", Text, nullable=False, default=""),
 )
 
 #: Every registration of a SUID; a SECRET belongs to exactly one registration.
@@ -121,4 +136,12 @@ forwarder_status = Table(
     Column("last_success_at", Float),
     Column("last_error_at", Float),
     Column("last_error", Text),
+)
+
+#: Spool records already applied (SPEC §10), marked in the transaction that applied
+#: each one; the applier deletes a segment's marks after deleting the segment.
+spool_applied = Table(
+    "spool_applied",
+    metadata,
+    Column("id", String(128), primary_key=True),
 )

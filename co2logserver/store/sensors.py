@@ -254,9 +254,54 @@ def remember_seq(
     return None
 
 
-def list_sensors(conn: Connection) -> list[Row]:
-    """Every sensor, ordered by SUID."""
-    return list(conn.execute(select(sensors).order_by(sensors.c.suid)))
+def list_sensors(conn: Connection, alias: str | None = None) -> list[Row]:
+    """Every sensor by SUID; with ``alias``, those that :func:`alias_matches`."""
+    statement = select(sensors).order_by(sensors.c.suid)
+    if alias is not None:
+        statement = statement.where(alias_matches(alias))
+    return list(conn.execute(statement))
+
+
+def alias_matches(alias: str):
+    """Sensors a ``?alias=`` lookup finds: its device name with or without protocol.
+
+    ``airrohr:esp8266-1:SDS``, ``esp8266-1:SDS`` and the node ``esp8266-1`` (all of
+    its sensors) all find the sensor whose alias is ``airrohr:esp8266-1:SDS``.
+    """
+    pattern = alias.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    column = func.lower(sensors.c.alias)
+    pattern = pattern.lower()
+    return (
+        (column == alias.lower())
+        | column.like(f"%:{pattern}", escape="\\")
+        | column.like(f"%:{pattern}:%", escape="\\")
+        | column.like(f"{pattern}:%", escape="\\")
+    )
+
+
+def describe_device(
+    conn: Connection,
+    sensor: Row,
+    alias: str,
+    location: tuple[float, float, float | None] | None,
+    now: int,
+) -> None:
+    """Keep a protocol sensor's alias and the private location its device reported."""
+    values: dict[str, Any] = {}
+    if sensor.alias != alias:
+        values["alias"] = alias
+    if location is not None:
+        latitude, longitude, elevation = location
+        if (sensor.latitude, sensor.longitude) != (latitude, longitude) or (
+            elevation is not None and sensor.elevation != elevation
+        ):
+            values.update(latitude=latitude, longitude=longitude, updated_at=now)
+            if elevation is not None:
+                values["elevation"] = elevation
+    if values:
+        conn.execute(
+            update(sensors).where(sensors.c.suid == sensor.suid).values(**values)
+        )
 
 
 def select_readings(

@@ -7,7 +7,7 @@ import re
 
 from flask import Blueprint, Response, render_template, request, stream_with_context
 
-from co2logserver import auth, dashboard_data, ingest, limits, metrics
+from co2logserver import applier, auth, dashboard_data, limits, metrics
 from co2logserver.errors import NotFound
 from co2logserver.parsers import parse_upload
 from co2logserver.store import queries
@@ -38,7 +38,7 @@ def upload():
     raw, body = request_bodies()
     matches = checksum_matches(raw, "CO2LOGSERVER_UPLOAD_REQUIRES_AUTH")
     batch = parse_upload(body, request.mimetype)
-    saved = ingest.ingest_upload(store(), settings(), batch, matches)
+    saved = applier.submit(store(), settings(), "upload", batch=batch, matches=matches)
     metrics.count_rows(saved)
     return {"saved-in-db": saved}
 

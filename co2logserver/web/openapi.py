@@ -124,7 +124,14 @@ def readings_post(summary: str, security: bool) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    """The OpenAPI document of this server's HTTP API."""
+    """The OpenAPI document of this server's HTTP API, protocols included."""
+    served = core_document()
+    served["paths"].update(protocol_paths())
+    return served
+
+
+def core_document() -> dict[str, Any]:
+    """The document of the legacy, OpenSmog, read and operations routes."""
     upload_body = {
         "required": True,
         "content": {
@@ -344,6 +351,16 @@ def document() -> dict[str, Any]:
             },
         },
     }
+
+
+def protocol_paths() -> dict[str, Any]:
+    """The paths the firmware protocols' blueprints document themselves."""
+    from co2logserver.web import protocols
+
+    paths: dict[str, Any] = {}
+    for module in protocols.modules():
+        paths.update(module.OPENAPI_PATHS)
+    return paths
 
 
 @bp.get("/openapi.json")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, render_template
 
 from co2logserver import dashboard_data, metrics
@@ -26,22 +28,50 @@ def index():
 
 @bp.get("/health")
 def health():
-    """Process and database round trip, with the forwarder's backlog.
+    """Process and database round trip, the forwarder's backlog and the spool.
+
+    ``ok``; ``degraded`` (200) while requests wait in the spool or the database is
+    away but the spool takes them; ``unavailable`` (503 with ``Retry-After``) when
+    the database is away and nothing can take data.
 
     Its database work gets ``CO2LOGSERVER_HEALTH_TIMEOUT`` in all, so monitors get
     an answer quickly even from a hung database.
-
-    :raise 503: with ``Retry-After`` when the database is unreachable.
     """
+    spool = spool_view()
+    headers = {"Cache-Control": "no-store"}
     try:
         with store().reading(budget=settings()["CO2LOGSERVER_HEALTH_TIMEOUT"]) as conn:
             forwarding = outbox.status(conn)
     except StorageUnavailable as error:
         body = {"status": "unavailable", "database": "unreachable"}
-        return body, 503, {**error.headers, "Cache-Control": "no-store"}
+        if spool is not None and spool["accepting"]:
+            return {**body, "status": "degraded", "spool": spool}, 200, headers
+        if spool is not None:
+            body["spool"] = spool
+        return body, 503, {**error.headers, **headers}
     forwarding.pop("last_error")  # its text is for the operator's pages, not public
     body = {"status": "ok", "database": "ok", "outbox": forwarding}
-    return body, 200, {"Cache-Control": "no-store"}
+    if spool is not None:
+        body["spool"] = spool
+        if spool["bytes"]:
+            body["status"] = "degraded"
+    return body, 200, headers
+
+
+def spool_view() -> dict | None:
+    """The spool as ``/health`` shows it, or ``None`` when it is off."""
+    spool = store().spool
+    if spool is None:
+        return None
+    status = spool.status()
+    age = None if status.oldest_at is None else max(0, time.time() - status.oldest_at)
+    return {
+        "bytes": status.bytes,
+        "segments": status.segments,
+        "oldest_age_seconds": None if age is None else round(age, 1),
+        "max_bytes": spool.max_bytes,
+        "accepting": spool.accepting(status.bytes),
+    }
 
 
 @bp.get("/metrics")

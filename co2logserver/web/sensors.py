@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from co2logserver import auth, ingest, limits, metrics, readback, registration
+from co2logserver import applier, auth, limits, metrics, readback, registration
 from co2logserver.web import export
 from co2logserver.web.common import request_bodies, settings, store
 
@@ -53,12 +53,13 @@ def register(suid: str):
 def post_readings(suid: str, rogue_route: bool) -> Response:
     """Store readings through the authorization table of the OpenSmog API."""
     raw, body = request_bodies()
-    new = ingest.submit_readings(
+    new = applier.submit(
         store(),
         settings(),
-        suid,
-        body,
-        request.headers.get("Authorization"),
+        "readings",
+        suid=suid,
+        body=body,
+        authorization=request.headers.get("Authorization"),
         rogue_route=rogue_route,
         raw_body=raw,
     )
@@ -82,8 +83,13 @@ def rogue_readings(suid: str):
 
 @bp.get("/v1/sensors")
 def list_sensors():
-    """Every sensor with its public location."""
-    return {"sensors": readback.list_sensor_views(store(), decimals(), is_admin())}
+    """Every sensor with its public location; ``?alias=`` finds protocol devices."""
+    alias = request.args.get("alias")
+    return {
+        "sensors": readback.list_sensor_views(
+            store(), decimals(), is_admin(), alias or None
+        )
+    }
 
 
 @bp.get("/v1/sensors/<suid>")

@@ -1,0 +1,212 @@
+"""Devices of other protocols (SPEC §9): their identity and their way into ingest.
+
+A protocol adapter (airrohr, InfluxDB line protocol, LoRaWAN) turns one request into
+one :class:`DeviceRequest`: every device it speaks for, by its protocol's own name
+(``airrohr:esp8266-1234567:SDS``), with readings already named by the registry
+(:func:`co2logserver.readings.resolve`) and converted to the registry's units, and
+the credential the protocol carried. :func:`submit_devices` stores it the way
+:func:`co2logserver.ingest.submit_readings` stores a ``/v1`` post — one transaction,
+the §6 authorization table, safe retries, the outbox — because it is the same path:
+both end in :func:`co2logserver.ingest.store_sensor_readings`. No Flask here.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from co2logserver import ingest, verify
+from co2logserver.errors import BadRequest, Forbidden, WrongCredential
+from co2logserver.readings import QUANTITIES, learned_name_problem
+from co2logserver.store import Store
+from co2logserver.store import sensors as sensor_sql
+from co2logserver.store.quantities import TooManyQuantities
+
+#: SPEC §9: the namespace of the uuid5 that turns a device name into its SUID.
+NAMESPACE = uuid.UUID("5d317e9b-2b47-4d1f-a6a9-bbeee45190db")
+
+#: ``(UNIX second, registry name, value)`` of one reading of a device.
+DeviceReading = tuple[int, str, float]
+
+
+def suid_for(name: str) -> str:
+    """The SUID of a device name such as ``lorawan:0004a30b001c0530``."""
+    return str(uuid.uuid5(NAMESPACE, name))
+
+
+@dataclass
+class DeviceReadings:
+    """What one device said in a request: its name, readings and position."""
+
+    #: ``<protocol>:<device id>``, kept as the sensor's ``alias``.
+    name: str
+    readings: list[DeviceReading] = field(default_factory=list)
+    #: ``(latitude, longitude, elevation or None)`` the device reported (private).
+    location: tuple[float, float, float | None] | None = None
+
+
+@dataclass
+class DeviceRequest:
+    """One protocol request, as the adapter understood it."""
+
+    protocol: str
+    devices: list[DeviceReadings]
+    #: The SECRET from the protocol's own credential slot (Basic password, ``p``,
+    #: ``Token``), or ``None`` when the request carried none.
+    credential: str | None = None
+    #: The network server authenticated the device (LoRaWAN): readings are verified.
+    network_verified: bool = False
+    #: How this protocol sends the SECRET, for the 403 of a secure sensor.
+    credential_hint: str = "send the sensor's SECRET as the password"
+
+
+@dataclass
+class DeviceResult:
+    """What :func:`submit_devices` did: new readings and names it refused."""
+
+    stored: int = 0
+    refused_names: list[str] = field(default_factory=list)
+
+
+def check_device_readings(
+    request: DeviceRequest, settings: Mapping, now: float
+) -> list[str]:
+    """Every problem of the request's devices, naming the device and reading."""
+    latest = now + settings["CO2LOGSERVER_MAX_CLOCK_SKEW"]
+    problems = []
+    for device in request.devices:
+        for ts, name, value in device.readings:
+            where = f"{device.name}: {name}"
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{where}: value must be a number")
+            elif not math.isfinite(value):
+                problems.append(f"{where}: value {value!r} is not a finite number")
+            if not ingest.EARLIEST_TIMESTAMP <= ts <= latest:
+                problems.append(
+                    f"{where}: time {ts} is out of range (2000-01-01 to now + "
+                    "CO2LOGSERVER_MAX_CLOCK_SKEW); is the device clock set?"
+                )
+            if name not in QUANTITIES:
+                problem = learned_name_problem(name)
+                if problem:
+                    problems.append(f"{where}: {problem}")
+    return problems
+
+
+def submit_devices(
+    store: Store,
+    settings: Mapping,
+    request: DeviceRequest,
+    now: float | None = None,
+    authorized: frozenset[str] = frozenset(),
+) -> DeviceResult:
+    """Store a protocol request's readings; all of them or, on any error, none.
+
+    :raise BadRequest: 400 naming the device and reading that is wrong.
+    :raise Forbidden: 403 for a secure sensor without a credential.
+    :raise WrongCredential: 401 for a secure sensor with a wrong one.
+    :raise StorageUnavailable: 503 when the database is down.
+
+    ``now`` is the receive time; ``authorized`` the SUIDs whose credential the
+    spool already checked (the request's credential is never written to disk).
+    """
+    now = time.time() if now is None else now
+    ingest.raise_errors(check_device_readings(request, settings, now))
+    accept = settings["CO2LOGSERVER_ACCEPT_NEW_READING_TYPE"]
+    result = DeviceResult()
+    # Sorted by SUID: two requests lock new sensors in one order, never deadlock.
+    devices = sorted(request.devices, key=lambda d: suid_for(d.name))
+    with store.transaction() as conn:
+        for device in devices:
+            values, learned = coded_values(store, conn, device, accept, result)
+            if not values and device.location is None:
+                continue
+            suid = suid_for(device.name)
+            registration = writable_registration(
+                store, conn, suid, request, int(now), suid in authorized
+            )
+            sensor_sql.describe_device(
+                conn, sensor_sql.get_sensor(conn, suid), device.name,
+                device.location, int(now),
+            )  # fmt: skip
+            new = ingest.store_sensor_readings(
+                conn, settings, suid, registration, values, learned
+            )
+            result.stored += len(new)
+    return result
+
+
+def coded_values(
+    store: Store, conn, device: DeviceReadings, accept: Callable, result: DeviceResult
+) -> tuple[list[tuple[int, int, float]], dict[int, str]]:
+    """The device's readings as ``(ts, code, value)``; refused new names left out.
+
+    Also returns the names of the learned codes among them (for the outbox).
+    """
+    values, learned = [], {}
+    for ts, name, value in device.readings:
+        if name not in QUANTITIES and store.quantities.find(conn, name) is None:
+            if not accept(name):
+                result.refused_names.append(name)
+                continue
+        try:
+            code = store.quantities.code_for(conn, name)
+        except TooManyQuantities as error:
+            raise BadRequest(f"{device.name}: {name}: {error}") from None
+        values.append((ts, code, float(value)))
+        if name not in QUANTITIES:
+            learned[code] = name
+    return values, learned
+
+
+def writable_registration(
+    store: Store, conn, suid: str, request: DeviceRequest, now: int, authorized: bool
+) -> int:
+    """The registration the device's readings go under, after the §6 table.
+
+    First use registers the sensor: rogue, or secure without a SECRET when the
+    network authenticated the device. A secure sensor needs its SECRET in the
+    protocol's credential slot (none: 403, wrong: 401) unless the network vouches.
+    """
+    sensor = sensor_sql.sensor_to_write(conn, suid)
+    if request.network_verified:
+        if sensor is not None and sensor.secure:
+            return sensor.registration_id
+        registration = sensor_sql.new_registration(conn, suid, True, None, now)
+        sensor_sql.save_sensor(
+            conn, suid, registration, True, None, now, exists=sensor is not None
+        )
+        return registration
+    if sensor is None:
+        return ingest.register_rogue(conn, suid, now)
+    credentials = verify.credentials_of(conn, sensor)
+    store.registrations[suid] = credentials
+    if sensor.secure and not authorized:
+        check_credential(suid, credentials, request)
+    return sensor.registration_id
+
+
+def check_credential(suid: str, credentials, request: DeviceRequest) -> None:
+    """A secure sensor's SECRET in the protocol's slot, compared in constant time.
+
+    Needs no database (``credentials`` may come from the worker's cache), so the
+    spool applies the same rule while the database is away.
+
+    :raise Forbidden: 403 without a credential.
+    :raise WrongCredential: 401 for another one.
+    """
+    if request.credential is None:
+        raise Forbidden(
+            f"Sensor {suid} is registered as secure: {request.credential_hint}"
+        )
+    secret = credentials.secret
+    given = request.credential.strip().lower().encode()
+    if secret is None or not hmac.compare_digest(given, secret.encode()):
+        raise WrongCredential(
+            f"Sensor {suid} is registered as secure and the credential is not its "
+            "current SECRET"
+        )
