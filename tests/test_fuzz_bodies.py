@@ -175,7 +175,12 @@ def live(request, tmp_path_factory):
         for key in [k for k in os.environ if k.startswith("CO2LOGSERVER_")]:
             env.delenv(key)
         app = create_app(
-            {"DB": db, "RATELIMIT_ENABLED": False, "SQLITE_SYNCHRONOUS": "OFF"}
+            {
+                "DB": db,
+                "RATELIMIT_ENABLED": False,
+                "SQLITE_SYNCHRONOUS": "OFF",
+                "SPOOL_DIR": str(tmp_path_factory.mktemp("fuzz-spool")),
+            }
         )
     app.config["TESTING"] = True
     client = app.test_client()
