@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, text
 from tests.appserver import GunicornServer
 from tests.conftest import observations
 from tests.servers import PostgresServer
+from tests.stored import eventually
 
 pytestmark = pytest.mark.postgres
 
@@ -46,9 +47,11 @@ def server_processes(postmaster: int) -> list[int]:
 def frozen(server: PostgresServer) -> Iterator[None]:
     """SIGSTOP every process of ``server`` (which this test run started); thaw after."""
     assert server.pid is not None
-    pids = server_processes(server.pid)  # postmaster first: it forks no more
+    pids = [server.pid]
     try:
-        for pid in pids:
+        signal_process(server.pid, signal.SIGSTOP)  # first: then it forks no more
+        pids = server_processes(server.pid)
+        for pid in pids[1:]:
             signal_process(pid, signal.SIGSTOP)
         yield
     finally:
@@ -81,19 +84,11 @@ def stored(url: str, marker: str) -> int:
         engine.dispose()
 
 
-def wait_until(condition, seconds: float = 30) -> bool:
-    """Poll ``condition`` until it holds or ``seconds`` pass (a bound, not a pace)."""
-    ends = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > ends:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 @pytest.fixture(params=["spool-off", "spool-on"])
-def gunicorn(request, postgres_server, tmp_path) -> Iterator[GunicornServer]:
-    """Two workers on the freezable server, with short bounds, spool off or on."""
+def gunicorn(
+    request, postgres_server, tmp_path
+) -> Iterator[tuple[GunicornServer, bool]]:
+    """Two workers on the freezable server, with short bounds; whether they spool."""
     settings = {
         "DB": postgres_server.url,
         "DB_TIMEOUT": str(DB_TIMEOUT),
@@ -105,8 +100,7 @@ def gunicorn(request, postgres_server, tmp_path) -> Iterator[GunicornServer]:
     if request.param == "spool-off":
         settings["SPOOL_MAX_BYTES"] = "0"
     with GunicornServer(tmp_path, settings, workers=2) as server:
-        server.spooling = request.param == "spool-on"
-        yield server
+        yield server, request.param == "spool-on"
 
 
 def ingest(server: GunicornServer, suid: str, marker: str, ts: int):
@@ -122,23 +116,24 @@ def ingest(server: GunicornServer, suid: str, marker: str, ts: int):
 def test_frozen_postgres_answers_in_bounded_time(gunicorn, postgres_server):
     """Spool off: 503 + Retry-After within the bound. Spool on: 200 within the
     bound, and the posts are in the database once it is thawed."""
+    server, spooling = gunicorn
     suid = str(uuid.uuid4())
     # Both workers hold pooled connections to the server before it freezes.
     for ts in range(TS, TS + 4):
-        assert ingest(gunicorn, suid, "before", ts)["upload"][0].status_code == 200
+        assert ingest(server, suid, "before", ts)["upload"][0].status_code == 200
 
     during = f"during-{uuid.uuid4().hex}"
     with frozen(postgres_server):
         replies = {
             f"{name}-{attempt}": reply
             for attempt in range(2)
-            for name, reply in ingest(gunicorn, suid, during, TS + 10 + attempt).items()
+            for name, reply in ingest(server, suid, during, TS + 10 + attempt).items()
         }
-        health = [timed("GET", gunicorn.url + "/health") for _ in range(2)]
+        health = [timed("GET", server.url + "/health") for _ in range(2)]
 
     for name, (reply, seconds) in replies.items():
         assert seconds < 3 * DB_TIMEOUT, (name, seconds)
-        if gunicorn.spooling:
+        if spooling:
             assert reply.status_code == 200, (name, reply.text)
         else:
             assert reply.status_code == 503, (name, reply.text)
@@ -147,21 +142,21 @@ def test_frozen_postgres_answers_in_bounded_time(gunicorn, postgres_server):
     for reply, seconds in health:
         assert seconds < 3 * HEALTH_TIMEOUT, seconds
         assert reply.json()["database"] == "unreachable"
-        if gunicorn.spooling:
+        if spooling:
             assert (reply.status_code, reply.json()["status"]) == (200, "degraded")
         else:
             assert (reply.status_code, reply.json()["status"]) == (503, "unavailable")
             assert reply.headers["Retry-After"] == RETRY_AFTER
 
     after = f"after-{uuid.uuid4().hex}"
-    thawed = ingest(gunicorn, suid, after, TS + 20)
+    thawed = ingest(server, suid, after, TS + 20)
     assert {name: r.status_code for name, (r, _s) in thawed.items()} == {
         "readings": 200,
         "upload": 200,
     }
-    assert requests.get(gunicorn.url + "/health", timeout=30).status_code == 200
-    expected = 2 if gunicorn.spooling else 0
-    assert wait_until(lambda: stored(postgres_server.url, during) == expected)
+    assert requests.get(server.url + "/health", timeout=30).status_code == 200
+    expected = 2 if spooling else 0
+    assert eventually(lambda: stored(postgres_server.url, during) == expected)
     assert stored(postgres_server.url, during) == expected
     assert stored(postgres_server.url, after) == 1
-    assert "Traceback" not in gunicorn.log(), gunicorn.log()
+    assert "Traceback" not in server.log(), server.log()

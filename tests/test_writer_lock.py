@@ -16,6 +16,7 @@ import requests
 from co2logserver.store import writer_lock
 from tests.appserver import GunicornServer
 from tests.conftest import observations
+from tests.stored import eventually
 
 TS = 1_700_000_000
 
@@ -93,16 +94,6 @@ def markers(database: str) -> dict[str, int]:
         conn.close()
 
 
-def wait_until(condition, seconds: float = 30) -> bool:
-    """Poll ``condition`` until it holds or ``seconds`` pass (a bound, not a pace)."""
-    ends = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > ends:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 @pytest.mark.parametrize("spool", ["off", "on"])
 def test_an_outside_writer_costs_each_request_one_busy_timeout_at_most(tmp_path, spool):
     """While another process holds SQLite's write lock (a backup, the ``sqlite3``
@@ -152,7 +143,7 @@ def test_an_outside_writer_costs_each_request_one_busy_timeout_at_most(tmp_path,
             f"{server.url}/v1/sensors/{suid}/readings", data=observations(TS + 50)
         )
         spooled = 3 if spool == "on" else 0
-        assert wait_until(lambda: markers(database).get("during", 0) == spooled)
+        assert eventually(lambda: markers(database).get("during", 0) == spooled)
         log = server.log()
     for status, retry_after, seconds in locked:
         assert seconds < BUSY_TIMEOUT + MARGIN, [s for *_, s in locked]
