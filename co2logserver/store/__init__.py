@@ -226,7 +226,22 @@ class Store:
         """Create missing tables (never alters the 0.1.2 ``data`` table's rows)."""
         if self._schema_ready:
             return
-        with self._schema_lock, self._write() as conn:
+        # Threads of a worker wait for the first one's schema transaction only as
+        # long as their budget lasts, like for any other lock.
+        left = deadline.remaining()
+        if not self._schema_lock.acquire(timeout=-1 if left is None else left):
+            raise self.unavailable(TimeoutError("the schema is being created"))
+        try:
+            self._create_schema()
+        finally:
+            self._schema_lock.release()
+
+    def _create_schema(self) -> None:
+        """The schema transaction (under the schema lock), when one is needed."""
+        if self._schema_ready or self._schema_complete():
+            self._schema_ready = True
+            return
+        with self._write() as conn:
             if self.dialect == "postgresql":
                 # Workers start together; PostgreSQL's CREATE TABLE is not
                 # "if not exists" across concurrent transactions, so take turns.
@@ -235,6 +250,32 @@ class Store:
             add_missing_sensor_columns(conn)
             self.data.ensure(conn)
         self._schema_ready = True
+
+    def _schema_complete(self) -> bool:
+        """Whether every table and column exists already, read without a write lock.
+
+        A new worker then starts serving without waiting for the write lock, which
+        an outside writer (a backup, the ``sqlite3`` shell) may hold for long.
+
+        :raise StorageUnavailable: when the database cannot be reached.
+        """
+        try:
+            with self._connect() as conn, conn.begin():
+                inspector = inspect(conn)
+                tables = set(inspector.get_table_names())
+                if not set(schema.metadata.tables) <= tables:
+                    return False
+                if not inspector.has_table(self.data.name):
+                    return False
+                columns = {c["name"] for c in inspector.get_columns("sensors")}
+                if not set(ADDED_SENSOR_COLUMNS) <= columns:
+                    return False
+                self.data.reflect(conn)
+                return True
+        except self.outage_errors as error:
+            if not self.is_outage(error):
+                raise
+            raise self.unavailable(error) from error
 
     def unavailable(self, error: Exception) -> StorageUnavailable:
         """The 503 a client gets when the database is down or locked too long."""
@@ -248,12 +289,15 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         """A write transaction: committed when the block ends, rolled back on error.
 
+        Creating the schema (on first use) and the transaction share one budget.
+
         :raise StorageUnavailable: 503 when the database cannot be reached or locked.
         """
-        self.ensure_schema()
-        with self._write() as conn:
-            yield conn
-            mark_applied(conn)  # in a spool record's transaction (not the schema's)
+        with deadline.budget(self.timeout):
+            self.ensure_schema()
+            with self._write() as conn:
+                yield conn
+                mark_applied(conn)  # in a spool record's transaction (not the schema's)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
