@@ -184,6 +184,7 @@ def render(results: dict, options: phases.Options, info: dict, command: str) -> 
     report.add_ratios(rows)
     verdicts = (
         report.ratio_targets(rows)
+        + report.durable_targets(rows)
         + report.stress_targets(results["stress"])
         + report.read_target(rows)
         + report.export_targets(results["export"])

@@ -36,7 +36,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     load_config(app, config)
     app.logger.setLevel(app.config["CO2LOGSERVER_LOGLEVEL"])
     logging.getLogger("co2logserver").setLevel(app.config["CO2LOGSERVER_LOGLEVEL"])
-    app.json.ensure_ascii = False
+    # The DefaultJSONProvider Flask makes has it; the base class does not.
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = Store(app.config)
     store.spool = Spool.from_settings(app.config, store.url)
     store.init_app(app)

@@ -12,12 +12,17 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from co2logserver.config_default import (
+    CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX as SALTED_HEADER,
+)
 from co2logserver.errors import BadRequest, Forbidden
 
-SALTED_HEADER = re.compile(r"Content-(?P<algorithm>\w+)-Salted", re.IGNORECASE)
 SUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 HEX64 = re.compile(r"[0-9a-f]{64}", re.IGNORECASE)
 OPENSMOG_SCHEME = "opensmoghash"
+
+#: The variable-length hashes: their hex digest may have any even length.
+SHAKES = {"shake_128": hashlib.shake_128, "shake_256": hashlib.shake_256}
 
 #: Preferred algorithms for examples: common on microcontrollers.
 PREFERRED_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
@@ -31,15 +36,19 @@ def salted_digest(payload: bytes, salt: str, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def salted_checksums(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+def salted_checksums(
+    headers: Iterable[tuple[str, str]], pattern: re.Pattern[str] = SALTED_HEADER
+) -> dict[str, str]:
     """Return ``{algorithm: digest}`` of every ``Content-<ALG>-Salted`` header.
 
-    Names of algorithms outside ``hashlib.algorithms_guaranteed`` are ignored, as
-    any other unknown header would be.
+    ``pattern`` is ``CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX``: a header whose whole
+    name it matches is a checksum, its group ``algorithm`` names the hash. Names of
+    algorithms outside ``hashlib.algorithms_guaranteed`` are ignored, as any other
+    unknown header would be.
     """
     checksums = {}
     for name, value in headers:
-        match = SALTED_HEADER.fullmatch(name)
+        match = pattern.fullmatch(name)
         if match and match["algorithm"].lower() in hashlib.algorithms_guaranteed:
             checksums[match["algorithm"].lower()] = value.strip().lower()
     return checksums
@@ -58,8 +67,8 @@ def matching_salt(payload: bytes, algorithm: str, digest: str, salts: Sequence[s
     if not digest_is_wellformed(digest, algorithm):
         return None
     for salt in salts:
-        if algorithm.startswith("shake_"):
-            expected = hashlib.new(algorithm, payload + salt.encode())
+        if algorithm in SHAKES:
+            expected = SHAKES[algorithm](payload + salt.encode())
             candidate = expected.hexdigest(len(digest) // 2)
         else:
             candidate = salted_digest(payload, salt, algorithm)
@@ -133,13 +142,16 @@ def opensmog_hash(body: bytes, secret: str) -> str:
     return hashlib.sha256(body + secret.encode("ascii")).hexdigest()
 
 
-def opensmog_hash_matches(authorization: str, body: bytes, secret: str) -> bool:
+def opensmog_hash_matches(authorization: str, body: bytes, secret: str | None) -> bool:
     """Whether an ``Authorization: OpenSmogHash <hex>`` value signs ``body``.
 
-    Another scheme, or a value that is not 64 hex characters, never matches.
+    Another scheme, a value that is not 64 hex characters, or a registration
+    without a SECRET (``None``) never matches.
     """
     scheme, _, value = authorization.strip().partition(" ")
     value = value.strip()
+    if secret is None:
+        return False
     if scheme.lower() != OPENSMOG_SCHEME or not HEX64.fullmatch(value):
         return False
     return hmac.compare_digest(opensmog_hash(body, secret), value.lower())
@@ -150,9 +162,9 @@ def bearer_token_allowed(authorization: str | None, tokens: Sequence[str]) -> bo
     scheme, _, value = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return False
-    value = value.strip().encode()
+    wanted = value.strip().encode()
     # Compare with every token so the time taken does not tell which one was close.
     found = False
     for token in tokens:
-        found |= hmac.compare_digest(token.encode(), value)
+        found |= hmac.compare_digest(token.encode(), wanted)
     return found

@@ -20,7 +20,10 @@ def overrides_from(dbfile: str | None, verbose: bool) -> dict[str, Any]:
     """Configuration overrides given on the command line."""
     overrides: dict[str, Any] = {}
     if dbfile:
-        overrides["CO2LOGSERVER_DB"] = os.path.abspath(dbfile)
+        # A database URL (postgresql://...) as given, a file path made absolute.
+        overrides["CO2LOGSERVER_DB"] = (
+            dbfile if "://" in dbfile else os.path.abspath(dbfile)
+        )
     if verbose:
         overrides["CO2LOGSERVER_LOGLEVEL"] = logging.DEBUG
     return overrides
@@ -121,6 +124,28 @@ def reset_sensor_command(ctx, suid):
     if not existed:
         raise click.ClickException(f"no sensor {suid}")
     click.echo(f"sensor {suid.lower()} reset: it may register again")
+
+
+@main.command("register-device")
+@click.argument("alias")
+@click.pass_context
+def register_device_command(ctx, alias):
+    """Register a protocol device (airrohr node, InfluxDB series, LoRaWAN DevEUI) as
+    secure by its alias; prints its one new SECRET, for the device's password slot."""
+    from co2logserver import registration
+    from co2logserver.errors import ApiError
+    from co2logserver.store import get_store
+
+    store = get_store(build_app(ctx))
+    try:
+        secret, suids = registration.register_device(store, alias)
+    except ApiError as error:
+        raise click.ClickException(error.message) from None
+    finally:
+        store.dispose()
+    for suid in suids:
+        click.echo(f"registered {suid} as secure", err=True)
+    click.echo(secret)
 
 
 @main.command("forward")

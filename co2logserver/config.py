@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib.util
 import json
 import logging
 import os
@@ -158,6 +159,7 @@ def validate(config: dict) -> None:
     check_string_list(config, "CHECKSUM_SALTS")
     check_string_list(config, "TIME_COLS")
     check_string_list(config, "ADMIN_TOKENS")
+    check_secret_list(config, "LORAWAN_WEBHOOK_SECRETS")
     for key in POSITIVE_INTEGER_KEYS:
         check_positive_integer(config, key)
     for key in POSITIVE_NUMBER_KEYS:
@@ -172,6 +174,7 @@ def validate(config: dict) -> None:
             f"{PREFIX}SPOOL_MAX_BYTES must be a whole number of bytes (0 turns the "
             f"spool off), not {spool_bytes!r}"
         )
+    check_regex(config, "SALTED_CHECKSUM_HEADER_REGEX", {"algorithm"}, re.IGNORECASE)
     check_choice(config, "SQLITE_SYNCHRONOUS", ("OFF", "NORMAL", "FULL", "EXTRA"))
     check_loglevel(config)
     check_reregistration(config)
@@ -220,6 +223,16 @@ def check_string_list(config: dict, key: str) -> None:
         )
 
 
+def check_secret_list(config: dict, key: str) -> None:
+    """Require a list of non-empty strings: an empty secret would match anyone."""
+    check_string_list(config, key)
+    if any(not value.strip() for value in config[PREFIX + key]):
+        raise ConfigError(
+            f"{PREFIX}{key} must not hold an empty secret (it would let every "
+            "request in); remove it or set a long random string"
+        )
+
+
 def check_positive_integer(config: dict, key: str) -> None:
     """Require a whole number above zero."""
     value = config[PREFIX + key]
@@ -234,6 +247,31 @@ def check_positive_number(config: dict, key: str) -> None:
     value = config[PREFIX + key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"{PREFIX}{key} must be a number above 0, not {value!r}")
+
+
+def check_regex(config: dict, key: str, groups: set[str], flags: int = 0) -> None:
+    """Require a regular expression with the named ``groups``; store it compiled.
+
+    A text value (e.g. from the environment) is compiled with ``flags``.
+    """
+    value = config[PREFIX + key]
+    if isinstance(value, str):
+        try:
+            value = re.compile(value, flags)
+        except re.error as error:
+            raise ConfigError(
+                f"{PREFIX}{key} is not a regular expression: {error}"
+            ) from None
+    if not isinstance(value, re.Pattern) or not isinstance(value.pattern, str):
+        raise ConfigError(
+            f"{PREFIX}{key} must be a regular expression, not {type(value).__name__}"
+        )
+    missing = groups - set(value.groupindex)
+    if missing:
+        raise ConfigError(
+            f"{PREFIX}{key} lacks the named groups {', '.join(sorted(missing))}"
+        )
+    config[PREFIX + key] = value
 
 
 def check_choice(config: dict, key: str, choices: tuple[str, ...]) -> None:
@@ -279,19 +317,10 @@ def check_osem(config: dict) -> None:
             "CO2LOGSERVER_OSEM_UPLOAD is on but CO2LOGSERVER_OSEM_PASSWORD "
             "(or SENSEMAP_PASSWORD) is not set"
         )
-    try:
-        import sensemapi  # noqa: F401
-    except ImportError:
+    # Look for it without importing it: co2logserver.osem is the one importer.
+    if importlib.util.find_spec("sensemapi") is None:
         raise ConfigError(
             "CO2LOGSERVER_OSEM_UPLOAD needs the sensemapi package: "
             "pip install 'co2logserver[opensensemap]'"
-        ) from None
-    regex = config["CO2LOGSERVER_OSEM_COL_REGEX"]
-    if isinstance(regex, str):
-        regex = config["CO2LOGSERVER_OSEM_COL_REGEX"] = re.compile(regex)
-    missing = {"type", "quantity", "unit"} - set(regex.groupindex)
-    if missing:
-        raise ConfigError(
-            "CO2LOGSERVER_OSEM_COL_REGEX lacks the named groups "
-            + ", ".join(sorted(missing))
         )
+    check_regex(config, "OSEM_COL_REGEX", {"type", "quantity", "unit"})

@@ -61,7 +61,7 @@ CO2LOGSERVER_RETRY_AFTER = 10
 
 # Salts (pre-shared keys) that ``Content-<ALG>-Salted`` checksums are checked against.
 # With no salts the checksum columns stay empty.
-CO2LOGSERVER_CHECKSUM_SALTS = []
+CO2LOGSERVER_CHECKSUM_SALTS: list[str] = []
 
 # Whether ``POST /upload`` requires a matching salted checksum (else 403).
 CO2LOGSERVER_UPLOAD_REQUIRES_AUTH = False
@@ -208,7 +208,14 @@ CO2LOGSERVER_REPLAY_WINDOW = 300
 CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS = 2
 
 # Bearer tokens that may see exact locations (``Authorization: Bearer <token>``).
-CO2LOGSERVER_ADMIN_TOKENS = []
+CO2LOGSERVER_ADMIN_TOKENS: list[str] = []
+
+# Shared secrets of the LoRaWAN webhooks ``/lorawan/v1/ttn`` and
+# ``/lorawan/v1/chirpstack``: each network server sends one in its
+# ``X-Webhook-Secret`` header. Empty (the default) turns the webhooks off (404),
+# because without a secret anyone could post "verified" readings for any DevEUI.
+# List several to change one without a gap, e.g. ``["new-secret", "old-secret"]``.
+CO2LOGSERVER_LORAWAN_WEBHOOK_SECRETS: list[str] = []
 
 # Largest size in bytes of a registration's JSON metadata.
 CO2LOGSERVER_MAX_METADATA_BYTES = 4096
@@ -437,7 +444,10 @@ CO2LOGSERVER_MQTT_SESSION_EXPIRY = 7 * 24 * 3600
 # unavailable (the message waits unacknowledged) or the broker is unreachable.
 CO2LOGSERVER_MQTT_MAX_BACKOFF = 30
 
-# Salted checksum header regex (fixed, as in 0.1.2).
+# Which request headers carry a salted checksum: a header whose whole name matches
+# is one, and the named group ``algorithm`` (required) names its hashlib algorithm.
+# The default is 0.1.2's ``Content-<ALGORITHM>-Salted``; a text value (e.g. from the
+# environment) is compiled case-insensitively, as header names are.
 CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX = re.compile(
     r"Content-(?P<algorithm>\w+)-Salted", re.IGNORECASE
 )

@@ -24,6 +24,7 @@ from co2logserver.errors import BadRequest, Forbidden, WrongCredential
 from co2logserver.readings import QUANTITIES, learned_name_problem
 from co2logserver.store import Store
 from co2logserver.store import sensors as sensor_sql
+from co2logserver.store.columns import short_repr
 from co2logserver.store.quantities import TooManyQuantities
 
 #: SPEC §9: the namespace of the uuid5 that turns a device name into its SUID.
@@ -80,7 +81,7 @@ def check_device_readings(
     problems = []
     for device in request.devices:
         for ts, name, value in device.readings:
-            where = f"{device.name}: {name}"
+            where = f"{device.name}: {name if name in QUANTITIES else short_repr(name)}"
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 problems.append(f"{where}: value must be a number")
             elif not math.isfinite(value):
@@ -121,22 +122,23 @@ def submit_devices(
     # Sorted by SUID: two requests lock new sensors in one order, never deadlock.
     devices = sorted(request.devices, key=lambda d: suid_for(d.name))
     with store.transaction() as conn:
-        for device in devices:
+        coded = [(device, suid_for(device.name)) for device in devices]
+        known = sensor_sql.sensors_by_suid(conn, [suid for _device, suid in coded])
+        batches = []
+        for device, suid in coded:
             values, learned = coded_values(store, conn, device, accept, result)
             if not values and device.location is None:
                 continue
-            suid = suid_for(device.name)
+            sensor = known.get(suid)
             registration = writable_registration(
-                store, conn, suid, request, int(now), suid in authorized
+                store, conn, suid, sensor, request, int(now), suid in authorized
             )
             sensor_sql.describe_device(
-                conn, sensor_sql.get_sensor(conn, suid), device.name,
-                device.location, int(now),
-            )  # fmt: skip
-            new = ingest.store_sensor_readings(
-                conn, settings, suid, registration, values, learned
+                conn, suid, sensor, device.name, device.location, int(now)
             )
-            result.stored += len(new)
+            batches.append(ingest.SensorReadings(suid, registration, values, learned))
+        news = ingest.store_readings(conn, settings, batches)
+        result.stored = sum(map(len, news))
     return result
 
 
@@ -164,15 +166,23 @@ def coded_values(
 
 
 def writable_registration(
-    store: Store, conn, suid: str, request: DeviceRequest, now: int, authorized: bool
+    store: Store,
+    conn,
+    suid: str,
+    sensor,
+    request: DeviceRequest,
+    now: int,
+    authorized: bool,
 ) -> int:
     """The registration the device's readings go under, after the §6 table.
 
     First use registers the sensor: rogue, or secure without a SECRET when the
     network authenticated the device. A secure sensor needs its SECRET in the
     protocol's credential slot (none: 403, wrong: 401) unless the network vouches.
+    ``sensor`` is its row as read with the request's others (``None``: not yet).
     """
-    sensor = sensor_sql.sensor_to_write(conn, suid)
+    if sensor is None:
+        sensor = sensor_sql.sensor_to_write(conn, suid)
     if request.network_verified:
         if sensor is not None and sensor.secure:
             return sensor.registration_id

@@ -70,7 +70,6 @@ class Round:
     parked: int = 0
     waiting: int = 0
     retry: bool = False
-    lost_lease: bool = False
 
 
 @dataclass
@@ -201,7 +200,6 @@ class OutboxForwarder:
         result.fetched = len(items)
         for (kind, box), group in group_items(items).items():
             if still_leased is not None and not still_leased():
-                result.lost_lease = True
                 break
             if not self.forward_group(kind, box, group, result):
                 break
@@ -447,7 +445,7 @@ def group_items(items: Iterable) -> dict[BoxKey, list]:
 # closes the pooled connections first.
 
 _RUNNING: weakref.WeakSet[OutboxForwarder] = weakref.WeakSet()
-_LOCKS = {"start": threading.Lock(), "fork": threading.RLock()}
+_LOCKS: dict[str, Any] = {"start": threading.Lock(), "fork": threading.RLock()}
 _HOOKS_INSTALLED = [False]
 
 

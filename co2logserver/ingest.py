@@ -141,6 +141,8 @@ def automatic_values(
     settings: Mapping, matches: Mapping[str, str | None], now: float | None = None
 ) -> dict:
     """Upload time and checksum columns, the same for every row of an upload."""
+    matched: str | None
+    failed: str | None
     if settings["CO2LOGSERVER_CHECKSUM_SALTS"]:
         matched, failed = auth.checksum_columns(matches)
     else:
@@ -416,19 +418,48 @@ def store_sensor_readings(
     values,
     learned: Mapping[int, str] | None = None,
 ) -> list[tuple[int, int]]:
-    """Write checked ``(ts, code, value)`` readings of one sensor; return the new keys.
+    """Write checked ``(ts, code, value)`` readings of one sensor; return new keys."""
+    batch = SensorReadings(suid, registration, values, learned or {})
+    return store_readings(conn, settings, [batch])[0]
 
-    Where every protocol's readings end: a reading stored before stays as it was
-    (safe retries), the sensor's counts follow, and new readings go to the outbox
-    in the same transaction (``learned`` names the codes the registry lacks).
+
+@dataclass
+class SensorReadings:
+    """Checked readings of one sensor's registration, ready to be written."""
+
+    suid: str
+    registration: int
+    values: Sequence[tuple[int, int, float]]
+    #: Names of the codes the registry lacks (learned ones), for the outbox.
+    learned: Mapping[int, str]
+
+
+def store_readings(
+    conn, settings: Mapping, batches: Sequence[SensorReadings]
+) -> list[list[tuple[int, int]]]:
+    """Write the readings of one or many sensors; return each one's new keys.
+
+    Where every protocol's readings end: one INSERT for all of them, a reading
+    stored before stays as it was (safe retries), each sensor's counts follow, and
+    new readings go to the outbox in the same transaction.
     """
-    new = sensor_sql.insert_readings(conn, registration, values)
-    sensor_sql.count_new_readings(conn, suid, new)
-    if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
-        outbox.enqueue(
-            conn, outbox.READINGS, readings_items(suid, values, new, learned or {})
-        )
-    return new
+    rows = [
+        (batch.registration, ts, code, value)
+        for batch in batches
+        for ts, code, value in batch.values
+    ]
+    fresh: dict[int, list[tuple[int, int]]] = {}
+    for registration, ts, code in sensor_sql.insert_reading_rows(conn, rows):
+        fresh.setdefault(registration, []).append((ts, code))
+    news = []
+    for batch in batches:
+        new = fresh.pop(batch.registration, [])
+        news.append(new)
+        sensor_sql.count_new_readings(conn, batch.suid, new)
+        if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
+            items = readings_items(batch.suid, batch.values, new, batch.learned)
+            outbox.enqueue(conn, outbox.READINGS, items)
+    return news
 
 
 def register_rogue(conn, suid: str, now: int) -> int:

@@ -173,7 +173,7 @@ def build_limiter(config) -> Limiter:
 
     :raise ConfigError: for a limit that does not parse.
     """
-    limits = [
+    limits: list[str | Callable[[], str] | Limit] = [
         scope_limit(config, SENSOR, sensor_key),
         scope_limit(config, ADDRESS, client_address),
     ]
@@ -186,7 +186,8 @@ def build_limiter(config) -> Limiter:
         headers_enabled=False,
         # When Redis is down, count in this process instead, and never answer a
         # sensor with an error because the limiter's storage failed.
-        in_memory_fallback=limits,
+        # flask-limiter 4.1 types this list[str], yet takes Limit objects too.
+        in_memory_fallback=limits,  # type: ignore[arg-type]
         in_memory_fallback_enabled=True,
         swallow_errors=True,
     )

@@ -50,7 +50,7 @@ try:
     from paho.mqtt.properties import Properties
     from paho.mqtt.subscribeoptions import SubscribeOptions
 except ImportError:  # the "mqtt" extra is not installed; MqttSubscriber says so
-    paho = None
+    paho = None  # type: ignore[assignment]  # checked before every use
 
 log = logging.getLogger(__name__)
 

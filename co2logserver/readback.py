@@ -232,11 +232,11 @@ def readings_page(store: Store, query: ReadingsQuery) -> dict[str, Any]:
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         readings = [reading_dict(store, conn, row) for row in rows]
-    last = rows[-1] if rows else None
+    last = rows[-1] if more and rows else None
     return {
         "suid": query.suid,
         "readings": readings,
-        "next": f"{last.registration_id}-{last.ts}-{last.type}" if more else None,
+        "next": f"{last.registration_id}-{last.ts}-{last.type}" if last else None,
     }
 
 
@@ -266,6 +266,7 @@ def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
 
 def aggregate(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     """Buckets of ``query.aggregate`` seconds per type: count, min, mean, max."""
+    assert query.aggregate is not None, "callers ask for buckets only when given"
     with store.reading() as conn:
         require_sensor(conn, query.suid)
         statement = sensor_sql.aggregate_readings(

@@ -91,7 +91,7 @@ COMMON_NAMES: dict[str, str] = {
 }
 
 #: What a learned quantity's name may be: printable, short, no control characters.
-LEARNED_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
+LEARNED_NAME = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,64}")
 
 
 def resolve(field: str, own_names: Mapping[str, str] | None = None) -> str:
@@ -113,8 +113,8 @@ def learned_name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a learned quantity's name, or ``None``."""
     if not LEARNED_NAME.fullmatch(name) or name != name.strip():
         return (
-            "a reading name must be 1 to 64 printable characters without "
-            "surrounding spaces"
+            "a reading name must be 1 to 64 printable characters (no lone "
+            "surrogates) without surrounding spaces"
         )
     return None
 
@@ -138,6 +138,7 @@ def public_location(
 
 def location_view(row: Any, decimals: int, exact: bool) -> dict[str, float] | None:
     """A sensor row's location as a JSON object, rounded unless ``exact``."""
+    place: tuple[float, float, float | None] | None
     if exact:
         place = (row.latitude, row.longitude, row.elevation)
         if None in place[:2]:

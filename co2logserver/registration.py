@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from co2logserver import auth, verify
-from co2logserver.errors import BadRequest, PayloadTooLarge
+from co2logserver.errors import BadRequest, NotFound, PayloadTooLarge
 from co2logserver.ingest import raise_errors
 from co2logserver.parsers import parse_json_document
 from co2logserver.store import Store
@@ -37,7 +37,7 @@ def check_location(location: Any) -> list[str]:
     """Latitude and longitude are needed and range-checked; elevation is optional."""
     if not isinstance(location, dict):
         return ["location must be an object with latitude and longitude"]
-    problems = [
+    problems: list[str | None] = [
         f"location.{key}: unexpected key"
         for key in location
         if key not in ("latitude", "longitude", "elevation")
@@ -132,6 +132,43 @@ def register_sensor(
             conn, suid, registration, True, metadata, now, exists=sensor is not None
         )
     return secret
+
+
+def register_device(store: Store, alias: str) -> tuple[str, list[str]]:
+    """Operator registration of a protocol device by its alias (SPEC §9).
+
+    Every sensor the alias finds (all of an airrohr node's sensors for
+    ``esp8266-1234567``) becomes secure under ONE new SECRET, because the firmware
+    has one credential slot per device; a full device name that has not posted yet
+    (``lorawan:0004a30b001c0530``) is registered under its SUID. Returns the
+    SECRET and the SUIDs.
+
+    :raise NotFound: when the alias names no sensor and is not a device name.
+    """
+    from co2logserver.devices import suid_for
+
+    secret = auth.new_secret()
+    now = int(time.time())
+    with store.transaction() as conn:
+        found = sensor_sql.list_sensors(conn, alias)
+        if not found and ":" not in alias:
+            raise NotFound(
+                f"No sensor has the alias {alias!r}; give the full device name "
+                "(e.g. airrohr:esp8266-1234567:SDS) to register one that has not "
+                "posted yet"
+            )
+        targets: list[tuple[str, Any]] = [(row.suid, row) for row in found]
+        targets = targets or [(suid_for(alias), None)]
+        for suid, row in targets:
+            sensor_sql.sensor_to_write(conn, suid)
+            registration = sensor_sql.new_registration(conn, suid, True, secret, now)
+            sensor_sql.forget_old_secrets(conn, suid, registration)
+            sensor_sql.save_sensor(
+                conn, suid, registration, True, None, now, exists=row is not None
+            )
+            if row is None:
+                sensor_sql.describe_device(conn, suid, None, alias, None, now)
+    return secret, [suid for suid, _ in targets]
 
 
 def reset_sensor(store: Store, suid: str) -> bool:

@@ -46,8 +46,11 @@ def key_docs(source: str) -> list[tuple[str, str, str]]:
     lines = source.splitlines()
     entries = []
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
+        target = getattr(node, "target", None) or getattr(node, "targets", [None])[0]
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(
+            target, ast.Name
+        ):
+            name = target.id
             default = ast.get_source_segment(source, node.value)
             help_text = comment_above(lines, node.lineno - 1)
         elif isinstance(node, ast.FunctionDef):

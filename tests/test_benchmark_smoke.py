@@ -56,3 +56,20 @@ def test_one_short_cell_prints_a_table_row(wrk, tmp_path):
     assert summary["non_2xx"] == 0
     assert summary["stored"] >= summary["acked"] > 0
     assert (tmp_path / "latest.rst").read_text().startswith("=")
+
+
+def test_firmware_protocol_scenarios_are_accepted(wrk, tmp_path):
+    """airrohr, Telegraf and TTN requests as lua/ingest.lua builds them: all 2xx."""
+    scenarios = "airrohr-10,influx-100,ttn-1x3"
+    command = [sys.executable, "benchmarks/run.py", "--scenarios", scenarios]
+    command += ["--cells", "1x1", "--duration", "1", "--repeats", "1"]
+    command += ["--no-ceilings", "--output", str(tmp_path)]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summaries = json.loads((tmp_path / "latest.json").read_text())["summaries"]
+    assert {s["scenario"] for s in summaries} == set(scenarios.split(","))
+    for summary in summaries:
+        assert summary["non_2xx"] == 0, summary
+        assert summary["stored"] >= summary["acked"] > 0, summary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from co2logserver import create_app
@@ -87,6 +89,18 @@ def test_sensemap_environment_fallback(tmp_path, monkeypatch):
         ({"SILENT_AFTER": -1}, "CO2LOGSERVER_SILENT_AFTER"),
         ({"OSEM_UPLOAD": True}, "CO2LOGSERVER_OSEM_UPLOAD"),
         (
+            {"SALTED_CHECKSUM_HEADER_REGEX": "Content-(?P<algorithm>\\w+"},
+            "CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX",
+        ),
+        (
+            {"SALTED_CHECKSUM_HEADER_REGEX": "Content-(\\w+)-Salted"},
+            "CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX",
+        ),
+        (
+            {"SALTED_CHECKSUM_HEADER_REGEX": 42},
+            "CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX",
+        ),
+        (
             {"OSEM_UPLOAD": True, "OSEM_EMAIL": "a@b.c"},
             "CO2LOGSERVER_OSEM_PASSWORD",
         ),
@@ -158,3 +172,23 @@ def test_test_suite_variables_are_not_config_keys(tmp_path, monkeypatch):
 def test_requires_auth_without_salts_refuses_to_start(tmp_path):
     with pytest.raises(ConfigError, match="CO2LOGSERVER_CHECKSUM_SALTS"):
         create_app({"DB": str(tmp_path / "db.sqlite"), "UPLOAD_REQUIRES_AUTH": True})
+
+
+def test_salted_checksum_header_regex_from_the_environment(tmp_path, monkeypatch):
+    """A text value is compiled case-insensitively; the default is 0.1.2's."""
+    default = create_app({"DB": str(tmp_path / "db.sqlite")}).config
+    pattern = default["CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX"]
+    assert pattern.fullmatch("content-md5-salted")["algorithm"] == "md5"
+    monkeypatch.setenv(
+        "CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX", r"X-(?P<algorithm>\w+)-Sum"
+    )
+    config = create_app({"DB": str(tmp_path / "db.sqlite")}).config
+    pattern = config["CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX"]
+    assert pattern.fullmatch("x-SHA1-sum")["algorithm"] == "SHA1"
+
+
+def test_forwarding_without_sensemapi_refuses_to_start(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sensemapi", None)  # as if not installed
+    settings = {"OSEM_UPLOAD": True, "OSEM_EMAIL": "a@b.c", "OSEM_PASSWORD": "pw"}
+    with pytest.raises(ConfigError, match="needs the sensemapi package"):
+        create_app({"DB": str(tmp_path / "db.sqlite"), **settings})

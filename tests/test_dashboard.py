@@ -435,3 +435,25 @@ def test_aggregate_refuses_bad_intervals(bucketed, interval):
 def test_aggregate_of_unknown_sensor_is_404(client):
     suid = SensorActions.new_suid()
     assert client.get(f"/v1/sensors/{suid}/readings?aggregate=60").status_code == 404
+
+
+def test_pages_show_a_protocol_device_s_alias_and_protocol(client):
+    """SPEC §9: the native device id is kept as the alias and shown on the pages."""
+    from co2logserver.devices import suid_for
+
+    push = {
+        "esp8266id": "7654321",
+        "sensordatavalues": [{"value_type": "SDS_P1", "value": "3.40"}],
+    }
+    headers = {"X-Sensor": "esp8266-7654321"}
+    assert (
+        client.post("/airrohr/v1/push", json=push, headers=headers).status_code == 200
+    )
+    listing = client.get("/sensors").get_data(as_text=True)
+    assert "airrohr:esp8266-7654321:SDS" in listing
+    assert '<small class="protocol">airrohr</small>' in listing
+    page = client.get(f"/sensors/{suid_for('airrohr:esp8266-7654321:SDS')}")
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert '<dd class="protocol">airrohr</dd>' in text
+    assert "<code>airrohr:esp8266-7654321:SDS</code>" in text

@@ -177,7 +177,7 @@ def test_bad_values_and_times_name_device_and_reading(app):
     message = raised.value.message
     assert "influx:m: TEMP: value nan" in message
     assert "influx:n: HUM: time" in message
-    assert "influx:o:" in message and "printable" in message
+    assert "influx:o: 'bad\\x00name'" in message and "printable" in message
 
 
 def test_network_verified_devices_and_private_location(db_app):
@@ -246,3 +246,48 @@ def test_documented_vectors_are_the_server_s(tmp_path):
     assert len(pairs) >= 4
     for name, suid in pairs:
         assert devices.suid_for(name) == suid, name
+
+
+def test_register_device_secures_a_whole_node_under_one_secret(db_app):
+    """The CLI takes the alias; every sensor of the node shares the one SECRET."""
+    from click.testing import CliRunner
+
+    from co2logserver.cli import main
+
+    now = int(time.time())
+    node = [
+        airrohr("esp8266-55", "SDS", (now - 9, "PM10", 1)),
+        airrohr("esp8266-55", "BME280", (now - 9, "TEMP", 2)),
+    ]
+    submit(db_app, DeviceRequest("airrohr", node))
+    database = db_app.config["CO2LOGSERVER_DB"]
+    result = CliRunner().invoke(main, ["-f", database, "register-device", "esp8266-55"])
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip().splitlines()[-1]
+    assert len(secret) == 64
+    later = [
+        airrohr("esp8266-55", "SDS", (now, "PM10", 3)),
+        airrohr("esp8266-55", "BME280", (now, "TEMP", 4)),
+    ]
+    with pytest.raises(Forbidden):
+        submit(db_app, DeviceRequest("airrohr", later))
+    assert submit(db_app, DeviceRequest("airrohr", later, secret)).stored == 2
+    views = db_app.test_client().get("/v1/sensors?alias=esp8266-55").json["sensors"]
+    assert [v["secure"] for v in views] == [True, True]
+    assert secret not in result.stderr
+
+
+def test_register_device_of_a_device_not_seen_yet(db_app):
+    from click.testing import CliRunner
+
+    from co2logserver.cli import main
+
+    runner, database = CliRunner(), db_app.config["CO2LOGSERVER_DB"]
+    unknown = runner.invoke(main, ["-f", database, "register-device", "nothing"])
+    assert unknown.exit_code != 0 and "full device name" in unknown.output
+    name = "lorawan:00aa00aa00aa00aa"
+    result = runner.invoke(main, ["-f", database, "register-device", name])
+    assert result.exit_code == 0, result.output
+    suid = devices.suid_for("lorawan:00aa00aa00aa00aa")
+    view = db_app.test_client().get(f"/v1/sensors/{suid}").json
+    assert (view["secure"], view["alias"]) == (True, "lorawan:00aa00aa00aa00aa")

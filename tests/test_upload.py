@@ -214,6 +214,20 @@ class TestSaltedAuth:
         assert "Salted" in response.get_json()["error"]
         assert download(auth_client) == []
 
+    def test_configured_header_regex_is_the_one_read(self, any_db_app):
+        """CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX decides which headers count."""
+        app = any_db_app(
+            UPLOAD_REQUIRES_AUTH=True,
+            CHECKSUM_SALTS=[SEED_SALT],
+            SALTED_CHECKSUM_HEADER_REGEX=r"X-Checksum-(?P<algorithm>\w+)",
+        )
+        client = app.test_client()
+        post = {"data": SEED_JSON, "content_type": "application/json"}
+        old = client.post("/upload", headers={"Content-MD5-Salted": SEED_MD5}, **post)
+        assert old.status_code == 403
+        new = client.post("/upload", headers={"X-Checksum-MD5": SEED_MD5}, **post)
+        assert new.get_json() == {"saved-in-db": 2}
+
     @pytest.mark.parametrize("algorithm", ["sha1", "sha256", "sha512", "blake2b"])
     def test_every_algorithm(self, auth_client, algorithm):
         digest = hashlib.new(algorithm, SEED_JSON + SEED_SALT.encode()).hexdigest()

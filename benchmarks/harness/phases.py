@@ -31,12 +31,15 @@ from harness.servers import (
     ServerKind,
     ceiling_kind,
     co2logserver_kind,
+    durable_ceiling_kind,
     predecessor_kind,
 )
 
+#: Servers that store nothing in a database (their rows are not counted).
+REFERENCES = ("bare-flask", "durable-flask")
+
 SIGNED_SENSORS = 64
 MAX_ROWS = 2_000_000  # CO2LOGSERVER_MAX_LIMIT_OF_ROWS: room for the 1,000,000 export
-ROGUE_SENSORS_PER_THREAD = 50
 _run_numbers = itertools.count()
 
 
@@ -86,7 +89,7 @@ def wrk_run(
         url, script = server.url + extra.pop("path"), "read.lua"
     result = loadgen.run_wrk(url, script, connections, seconds, extra)
     stored = None
-    if scenario.table and server.kind.name != "bare-flask":
+    if scenario.table and server.kind.name not in REFERENCES:
         stored = count_rows(server.db, scenario.table) - before
     acked = result.acked if scenario.group == "ingest" else 0
     rows = acked if scenario.group == "ingest" else result.ok * scenario.rows_per_reply
@@ -106,13 +109,13 @@ def wrk_run(
 def ingest_args(scenario: Scenario, sensors_file: Path | None) -> dict:
     """Arguments of lua/ingest.lua for the next run: a fresh range of timestamps."""
     run = next(_run_numbers)
-    args = {"kind": scenario.kind, "rows": scenario.rows}
+    args = {"kind": scenario.kind, "rows": scenario.rows, "per": scenario.per}
     if scenario.kind in ("json", "csv"):
         args["base"] = 1_000_000_000 + run * 20_000_000
     else:
         args["base"] = 1_600_000_000 + run * 100_000
         args["nonce"] = f"{run:08x}"
-        args["suids"] = ROGUE_SENSORS_PER_THREAD
+        args["suids"] = scenario.sensors
     if sensors_file:
         args["sensors"] = sensors_file
     return args
@@ -123,7 +126,7 @@ def prepare_sensors(server: Server, scenario: Scenario) -> Path | None:
     if scenario.kind != "signed":
         return None
     path = server.workdir / "sensors.txt"
-    if server.kind.name == "bare-flask":
+    if server.kind.name in REFERENCES:
         client.fake_sensors(SIGNED_SENSORS, path)
     else:
         client.register_sensors(server.url, SIGNED_SENSORS, path)
@@ -133,6 +136,8 @@ def prepare_sensors(server: Server, scenario: Scenario) -> Path | None:
 def ingest_servers(options: Options, scenario: Scenario) -> list[ServerKind]:
     """co2logserver in each synchronous mode, then the ceiling and 0.1.2 if wanted."""
     kinds = [ours(options, mode) for mode in options.synchronous]
+    if options.ceilings and scenario.ceiling in ("flask", "sqlite"):
+        kinds.append(durable_ceiling_kind())
     if options.ceilings and scenario.ceiling == "flask":
         kinds.append(ceiling_kind())
     if options.predecessor_venv and scenario.predecessor:

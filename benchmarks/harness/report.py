@@ -81,10 +81,19 @@ def add_ratios(rows: list[Summary]) -> None:
         for r in rows
         if r.server.startswith("raw SQLite")
     }
+    ours = {
+        (r.scenario, r.server, r.workers, r.connections): r.requests_per_s for r in rows
+    }
     for row in rows:
         scenario = S.BY_NAME.get(row.scenario)
-        if scenario is None or row.server in ("bare-flask",):
+        if scenario is None or row.server in ("bare-flask", "durable-flask"):
             continue
+        if scenario.ceiling in S.BY_NAME:  # the same readings through /rogue/v1
+            other = ours.get(
+                (scenario.ceiling, row.server, row.workers, row.connections)
+            )
+            if other:
+                row.ratio, row.ratio_to = row.requests_per_s / other, scenario.ceiling
         if scenario.ceiling == "flask":
             ceiling = flask.get((row.scenario, row.workers, row.connections))
             if ceiling:
@@ -147,6 +156,41 @@ class Verdict:
     met: bool | None  # None: not measured in this run
 
 
+def durable_targets(rows: Sequence[Summary]) -> list[Verdict]:
+    """Issue 16: co2logserver against durable-Flask, same scenario and cell."""
+    durable = {
+        (r.scenario, r.workers, r.connections): r
+        for r in rows
+        if r.server == "durable-flask"
+    }
+    verdicts = []
+    for r in rows:
+        if not r.server.startswith("co2logserver") or r.server == PREDECESSOR:
+            continue
+        reference = durable.get((r.scenario, r.workers, r.connections))
+        if reference is None or not reference.requests_per_s:
+            continue
+        batch = S.BY_NAME[r.scenario].rows > 1
+        required = (
+            S.MIN_DURABLE_BATCH
+            if batch
+            else (S.MIN_DURABLE_ONE if r.connections == 1 else S.MIN_DURABLE_MANY)
+        )
+        if batch:
+            ratio = r.rows_per_s / reference.rows_per_s if reference.rows_per_s else 0
+            unit = "rows/s"
+        else:
+            ratio, unit = r.requests_per_s / reference.requests_per_s, "req/s"
+        what = (
+            f"{r.scenario} ({r.server}, {r.workers} x {r.connections}) vs "
+            f"durable-Flask {unit}"
+        )
+        verdicts.append(
+            Verdict(what, f"{ratio:.2f}x", f">= {required}x", ratio >= required)
+        )
+    return verdicts
+
+
 def ratio_targets(rows: Sequence[Summary]) -> list[Verdict]:
     """Ratios of co2logserver to the ceilings, per scenario and cell."""
     verdicts = []
@@ -158,11 +202,13 @@ def ratio_targets(rows: Sequence[Summary]) -> list[Verdict]:
             required = S.MIN_FLASK_RATIO
         elif scenario.ceiling == "sqlite":
             required = S.MIN_SQLITE_RATIO
+        elif scenario.ceiling in S.BY_NAME:
+            required = S.MIN_EQUIVALENT_RATIO
         else:
             continue
         what = f"{r.scenario} ({r.server}, {r.workers} x {r.connections}) vs "
-        what += (
-            "bare Flask req/s" if scenario.ceiling == "flask" else "raw SQLite rows/s"
+        what += {"flask": "bare Flask req/s", "sqlite": "raw SQLite rows/s"}.get(
+            scenario.ceiling, f"{scenario.ceiling} req/s"
         )
         measured = f"{r.ratio:.2f}x" if r.ratio is not None else "no ceiling run"
         met = None if r.ratio is None else r.ratio >= required

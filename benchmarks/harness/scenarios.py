@@ -23,8 +23,10 @@ class Scenario:
     kind: str = ""  # lua/ingest.lua kind: json, csv, readings, signed
     rows: int = 1  # rows (readings: observations) in one request
     rows_per_reply: int = 1  # rows one 2xx reply acknowledges or returns
+    per: int = 3  # readings per observation (readings kinds)
+    sensors: int = 50  # sensors (devices) each wrk thread posts for, in turn
     path: str = ""  # read scenarios: path, {suid} filled in
-    ceiling: str = ""  # "flask" (req/s) or "sqlite" (rows/s)
+    ceiling: str = ""  # "flask" (req/s), "sqlite" (rows/s) or another scenario's name
     table: str = ""  # table whose row count is "rows stored"
     predecessor: bool = False  # co2logserver 0.1.2 has this route
 
@@ -80,6 +82,54 @@ SCENARIOS = (
         table="readings",
     ),
     Scenario(
+        "rogue-1x10",
+        "POST /rogue/v1/…/readings, 1 observation x 10 readings",
+        "ingest",
+        kind="readings",
+        per=10,
+        rows_per_reply=10,
+        sensors=1000,
+        table="readings",
+    ),
+    Scenario(
+        "airrohr-10",
+        "POST /airrohr/v1/push, an SDS011+BME280+DHT22 node's 10 values",
+        "ingest",
+        kind="airrohr",
+        rows_per_reply=10,
+        sensors=1000,  # receive-time stamps: a node posts less than once a second
+        ceiling="rogue-1x10",
+        table="readings",
+    ),
+    Scenario(
+        "rogue-100x3",
+        "POST /rogue/v1/…/readings, 100 observations x 3 readings",
+        "ingest",
+        kind="readings",
+        rows=100,
+        rows_per_reply=300,
+        table="readings",
+    ),
+    Scenario(
+        "influx-100",
+        "POST /write (Telegraf), 100 lines x 3 fields of one series",
+        "ingest",
+        kind="influx",
+        rows=100,
+        rows_per_reply=300,
+        ceiling="rogue-100x3",
+        table="readings",
+    ),
+    Scenario(
+        "ttn-1x3",
+        "POST /lorawan/v1/ttn, an uplink with 3 decoded values",
+        "ingest",
+        kind="ttn",
+        rows_per_reply=3,
+        ceiling="rogue-1x3",
+        table="readings",
+    ),
+    Scenario(
         "download-json-1000",
         "GET /download?format=json&number=1000",
         "read",
@@ -119,6 +169,9 @@ QUICK_SIZES = Sizes(legacy_rows=100_000, reading_sensors=10, export_rows=100_000
 #: Targets of issue 6, checked against every run.
 MIN_FLASK_RATIO = 0.5  # 1-row and 1-observation posts vs bare Flask req/s
 MIN_SQLITE_RATIO = 0.25  # 100-row batches vs raw SQLite rows/s
+MIN_EQUIVALENT_RATIO = (
+    1.0  # firmware protocols vs the /rogue/v1 post of as many readings
+)
 MIN_PREDECESSOR_READ_RATIO = 1.5  # JSON download rows/s vs 0.1.2
 MIN_EXPORT_ROWS_PER_S = 200_000
 MAX_EXPORT_GROWTH_MB = 50

@@ -69,6 +69,8 @@ def co2logserver_kind(
             "CO2LOGSERVER_SQLITE_SYNCHRONOUS": synchronous,
             "CO2LOGSERVER_MAX_LIMIT_OF_ROWS": str(max_rows),
             "CO2LOGSERVER_READINGS_MAX_PAGE_SIZE": "100000",
+            # The TTN scenario's webhook secret (lua/ingest.lua sends it).
+            "CO2LOGSERVER_LORAWAN_WEBHOOK_SECRETS": '["bench"]',
         },
     )
 
@@ -79,6 +81,16 @@ def ceiling_kind() -> ServerKind:
         name="bare-flask",
         python=sys.executable,
         app="harness.ceiling_app:create_app()",
+        chdir=BENCH_DIR,
+    )
+
+
+def durable_ceiling_kind() -> ServerKind:
+    """The durable-Flask reference: parses, appends to a file, fsyncs, answers."""
+    return ServerKind(
+        name="durable-flask",
+        python=sys.executable,
+        app="harness.ceiling_app:create_app(durable=True)",
         chdir=BENCH_DIR,
     )
 

@@ -1,7 +1,7 @@
 -- wrk script: every request carries rows no earlier request carried.
 --
--- Arguments after "--" (key=value): kind=json|csv|readings|signed, rows=<rows or
--- observations per request>, base=<first UNIX second of this run>, threads=<wrk -t>,
+-- Arguments after "--" (key=value): kind=json|csv|readings|signed|airrohr|influx|ttn,
+-- rows=<rows, observations or lines per request>, per=<readings per observation>, base=<first UNIX second of this run>, threads=<wrk -t>,
 -- lua_dir=<this directory>, sensors=<file of "SUID SECRET" lines> (signed),
 -- suids=<rogue SUIDs per thread> (readings), nonce=<8 hex digits> (readings).
 -- Timestamps are base + (thread, request, row) so no two rows of a run are equal.
@@ -49,15 +49,17 @@ function init(args)
   local opts = options(args)
   kind = opts.kind
   rows = tonumber(opts.rows or "1")
+  per = tonumber(opts.per or "3")
   base = tonumber(opts.base)
   nthreads = tonumber(opts.threads or "1")
   sent, ok, bad, acked = 0, 0, 0, 0
   if kind == "signed" then
     dofile(opts.lua_dir .. "/sha256.lua")
     sensors = read_sensors(opts.sensors, nthreads)
-  elseif kind == "readings" then
+  else
     sensors = rogue_sensors(opts.nonce, tonumber(opts.suids or "50"))
   end
+  nonce = tonumber(opts.nonce or "0", 16) or 0
 end
 
 -- Legacy rows: the n-th row of this thread in this run.
@@ -86,16 +88,59 @@ local function csv_body(first)
   return table.concat(lines, "\n") .. "\n"
 end
 
+-- Reading types of the OpenSmog registry, the first `per` go into an observation.
+local TYPES = {"PM10", "PM2_5", "TEMP", "HUM", "PRES", "CO2", "PM1", "PM4", "NO2", "O3"}
+
 -- One sensor's observations: its k-th request starts at second base + k * rows.
 local function readings_body(k)
   local items = {}
   for j = 1, rows do
     local ts = base + k * rows + j
-    items[j] = string.format(
-      '{"timestamp":%d,"readings":{"PM10":%.1f,"PM2_5":%.1f,"TEMP":%.1f}}',
-      ts, 10 + ts % 40, 5 + ts % 20, (ts % 300) / 10)
+    local values = {}
+    for r = 1, per do
+      values[r] = string.format('"%s":%.1f', TYPES[r], r * 3 + ts % 40)
+    end
+    items[j] = string.format('{"timestamp":%d,"readings":{%s}}', ts,
+      table.concat(values, ","))
   end
   return "[" .. table.concat(items, ",") .. "]"
+end
+
+-- airrohr: the firmware's 10 values of an SDS011 + BME280 + DHT22 node (strings).
+local AIRROHR = {"SDS_P1", "SDS_P2", "BME280_temperature", "BME280_humidity",
+  "BME280_pressure", "temperature", "humidity", "signal", "samples", "min_micro"}
+
+local function airrohr_body(k)
+  local values = {}
+  for r = 1, #AIRROHR do
+    values[r] = string.format('{"value_type":"%s","value":"%.2f"}', AIRROHR[r],
+      r * 7 + (k % 50) / 10)
+  end
+  return '{"esp8266id": "' .. k .. '", "software_version": "NRZ-2024-135", '
+    .. '"sensordatavalues":[' .. table.concat(values, ",") .. ']}'
+end
+
+-- Telegraf: `rows` lines of one series, 3 fields each, precision s.
+local function influx_body(sensor, k)
+  local lines = {}
+  for j = 1, rows do
+    local ts = base + k * rows + j
+    lines[j] = string.format("env,host=%s temperature=%.1f,humidity=%di,co2=%d %d",
+      sensor, (ts % 300) / 10, ts % 100, 400 + ts % 600, ts)
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- The Things Stack v3 uplink webhook: 3 decoded values, the gateway's time.
+local function ttn_body(sensor, k)
+  local ts = base + k
+  return string.format('{"end_device_ids":{"device_id":"bench","application_ids":'
+    .. '{"application_id":"bench"},"dev_eui":"%016X"},"received_at":"%s",'
+    .. '"uplink_message":{"f_port":1,"f_cnt":%d,"frm_payload":"AQI=",'
+    .. '"decoded_payload":{"temperature":%.1f,"humidity":%d,"co2":%d},'
+    .. '"rx_metadata":[{"gateway_ids":{"gateway_id":"gw"},"time":"%s","rssi":-80}]}}',
+    sensor, os.date("!%Y-%m-%dT%H:%M:%SZ", ts), k, (ts % 300) / 10, ts % 100,
+    400 + ts % 600, os.date("!%Y-%m-%dT%H:%M:%SZ", ts))
 end
 
 local json_headers = {["Content-Type"] = "application/json"}
@@ -110,8 +155,25 @@ function request()
     return wrk.format("POST", "/upload", csv_headers, csv_body(n * rows))
   end
   local count = #sensors
-  local sensor = sensors[n % count + 1]
-  local body = readings_body(math.floor(n / count))
+  local index = n % count
+  local sensor = sensors[index + 1]
+  local k = math.floor(n / count)
+  if kind == "airrohr" then
+    local node = nonce * 100000 + tid * 10000 + index
+    local headers = {["Content-Type"] = "application/json",
+      ["X-Sensor"] = "esp8266-" .. node, ["X-MAC-ID"] = "esp8266-aabbccddeeff"}
+    return wrk.format("POST", "/airrohr/v1/push", headers, airrohr_body(node))
+  elseif kind == "influx" then
+    local host = string.format("b%x-%d-%d", nonce, tid, index)
+    return wrk.format("POST", "/write?db=bench&precision=s",
+      {["Content-Type"] = "text/plain; charset=utf-8"}, influx_body(host, k))
+  elseif kind == "ttn" then
+    local eui = nonce * 1000000 + tid * 100000 + index
+    return wrk.format("POST", "/lorawan/v1/ttn",
+      {["Content-Type"] = "application/json", ["X-Webhook-Secret"] = "bench"},
+      ttn_body(eui, k))
+  end
+  local body = readings_body(k)
   if kind == "signed" then
     local headers = {
       ["Content-Type"] = "application/json",
@@ -131,8 +193,10 @@ function response(status, headers, body)
   ok = ok + 1
   if kind == "json" or kind == "csv" then
     acked = acked + (tonumber(body:match('"saved%-in%-db"%s*:%s*(%d+)')) or 0)
+  elseif kind == "airrohr" then
+    acked = acked + 10
   else
-    acked = acked + rows * 3
+    acked = acked + rows * per
   end
 end
 

@@ -22,7 +22,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,6 +271,24 @@ def parse_push(body: bytes, headers: Mapping[str, str], now: int) -> AirrohrPush
     values = data_values(document)
     node = node_id(headers, document)
     credential = basic_password(headers.get("Authorization"))
+    devices, ignored = node_readings(node, values, now)
+    request = DeviceRequest(
+        PROTOCOL, devices, credential, credential_hint=CREDENTIAL_HINT
+    )
+    return AirrohrPush(request, node, ignored)
+
+
+def node_readings(
+    node: str, values: Sequence[tuple[str, float | None]], now: int
+) -> tuple[list[DeviceReadings], int]:
+    """The sensors of an airrohr node's values, placed where its GPS says.
+
+    The one rule for airrohr's value_types, used by the custom API and by the
+    node's InfluxDB lines alike (SPEC §9.2). Returns the devices and how many
+    values were not readings.
+
+    :raise BadRequest: for two value_types of one quantity or a bad position.
+    """
     devices, gps, ignored = node_devices(node, values, now)
     location, left_out = node_location(gps)
     if location is not None:
@@ -279,14 +297,11 @@ def parse_push(body: bytes, headers: Mapping[str, str], now: int) -> AirrohrPush
             devices[name] = DeviceReadings(name)
         for device in devices.values():
             device.location = location
-    request = DeviceRequest(
-        PROTOCOL, list(devices.values()), credential, credential_hint=CREDENTIAL_HINT
-    )
-    return AirrohrPush(request, node, ignored + left_out)
+    return list(devices.values()), ignored + left_out
 
 
 def node_devices(
-    node: str, values: list[tuple[str, float | None]], now: int
+    node: str, values: Sequence[tuple[str, float | None]], now: int
 ) -> tuple[dict[str, DeviceReadings], dict[int, float], int]:
     """The node's sensors by device name, its GPS values, and the ignored count.
 

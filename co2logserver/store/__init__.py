@@ -277,7 +277,7 @@ class Store:
                 raise
             raise self.unavailable(error) from error
 
-    def unavailable(self, error: Exception) -> StorageUnavailable:
+    def unavailable(self, error: BaseException) -> StorageUnavailable:
         """The 503 a client gets when the database is down or locked too long."""
         log.warning("database unavailable: %s", type(error).__name__)
         return StorageUnavailable(

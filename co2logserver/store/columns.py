@@ -70,7 +70,7 @@ def suggest_column_type(values: Iterable[Any]) -> str:
     Integers and floats make a float column, any text makes a text column, and a
     column of only missing values is text.
     """
-    kinds = {kind_of_value(v) for v in values} - {None}
+    kinds = {kind for kind in map(kind_of_value, values) if kind is not None}
     if not kinds:
         return "text"
     if len(kinds) == 1:
@@ -273,13 +273,13 @@ class DataTable:
 
 
 #: Value types a column kind stores as they are: (kind, sqlite) -> types.
-UNCHANGED = {
+UNCHANGED: dict[tuple[str, bool], set[type]] = {
     ("int", True): {int, float},
     ("int", False): {int},
     ("datetime", False): {datetime.datetime},
     ("any", False): {int, float, str},
 }
-UNCHANGED_ANY_DIALECT = {
+UNCHANGED_ANY_DIALECT: dict[str, set[type]] = {
     "int": {int},
     "float": {int, float},
     "text": {str},

@@ -11,7 +11,16 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, case, column, func, select, table, union_all
+from sqlalchemy import (
+    ColumnClause,
+    Connection,
+    case,
+    column,
+    func,
+    select,
+    table,
+    union_all,
+)
 
 from co2logserver.store.queries import bound
 from co2logserver.store.schema import readings, sensors
@@ -27,7 +36,7 @@ def upload_counts(store: Any, now: datetime.datetime) -> dict[str, Any]:
     SQLite keeps the upload time as ISO text (``2026-11-22 05:10:03.794833+00:00``)
     whose text order is time order, so the cutoffs are compared as text there.
     """
-    upload = column(store.data.upload_time_column)
+    upload: ColumnClause[Any] = column(store.data.upload_time_column)
     data = table(store.data.name, upload)
     sqlite = store.dialect == "sqlite"
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Boolean, Connection
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 class Compiled(NamedTuple):
@@ -30,7 +31,7 @@ class Compiled(NamedTuple):
     row: Callable[[Sequence[Any]], Any] | None
 
 
-def row_maker(statement: Executable) -> Callable[[Sequence[Any]], Any] | None:
+def row_maker(statement: ClauseElement) -> Callable[[Sequence[Any]], Any] | None:
     """Build rows with attribute access; booleans read back as ``bool``.
 
     The drivers return every other column type of the schema (integers, floats,
@@ -39,7 +40,8 @@ def row_maker(statement: Executable) -> Callable[[Sequence[Any]], Any] | None:
     columns = getattr(statement, "selected_columns", None)
     if columns is None or not len(columns):
         return None
-    shape = namedtuple("PreparedRow", [c.key for c in columns])
+    # The fields are the statement's columns, known at run time only.
+    shape = namedtuple("PreparedRow", [c.key for c in columns])  # type: ignore[misc]
     booleans = [i for i, c in enumerate(columns) if isinstance(c.type, Boolean)]
 
     def make(values: Sequence[Any]) -> Any:
@@ -56,7 +58,7 @@ def row_maker(statement: Executable) -> Callable[[Sequence[Any]], Any] | None:
 class Prepared:
     """A Core statement whose compiled SQL is kept per dialect."""
 
-    def __init__(self, statement: Executable):
+    def __init__(self, statement: ClauseElement):
         self.statement = statement
         self._compiled: dict[str, Compiled] = {}
 
@@ -64,8 +66,9 @@ class Prepared:
         """SQL text, the order of positional parameters, and the row builder."""
         name = conn.dialect.name
         if name not in self._compiled:
-            compiled = self.statement.compile(dialect=conn.dialect)
-            order = tuple(compiled.positiontup) if compiled.positional else None
+            # SELECT, INSERT, UPDATE and DELETE compile to an SQLCompiler.
+            compiled = cast(SQLCompiler, self.statement.compile(dialect=conn.dialect))
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
             self._compiled[name] = Compiled(
                 compiled.string, order, row_maker(self.statement)
             )

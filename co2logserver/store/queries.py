@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Select, column, func, select, table
+from sqlalchemy import Connection, Select, column, select, table
 
 from co2logserver.errors import BadRequest
 from co2logserver.parsers import coerce_number
@@ -170,15 +170,8 @@ def fetch_chunks(
     compiled = statement.compile(dialect=conn.dialect)
     params = compiled.construct_params()
     with driver_cursor(conn) as cursor:
-        cursor.execute(compiled.string, [params[k] for k in compiled.positiontup])
+        # SQLite's qmark style is positional, so positiontup is always set.
+        order = compiled.positiontup
+        cursor.execute(compiled.string, [params[k] for k in order])  # type: ignore[union-attr]
         while chunk := cursor.fetchmany(size):
             yield chunk
-
-
-def summary(store: Store) -> dict[str, Any]:
-    """Row count and latest upload time of the data table, for the index page."""
-    with store.reading() as conn:
-        data = table(store.data.name, column(store.data.upload_time_column))
-        count = conn.execute(select(func.count()).select_from(data)).scalar_one()
-        latest = conn.execute(select(func.max(data.c[0]))).scalar_one()
-    return {"rows": count, "latest_upload": latest}

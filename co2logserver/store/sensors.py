@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -108,7 +108,8 @@ def new_registration(
     result = conn.execute(
         insert(registrations).values(suid=suid, secure=secure, created_at=now)
     )
-    registration_id = result.inserted_primary_key[0]
+    # An INSERT of one row always has its key (it is None for executemany only).
+    registration_id = result.inserted_primary_key[0]  # type: ignore[index]
     if secret is not None:
         quiet(
             conn,
@@ -150,25 +151,64 @@ INSERT_CHUNK = 2000
 def insert_readings(
     conn: Connection, registration_id: int, values: Sequence[Reading]
 ) -> list[tuple[int, int]]:
-    """Insert readings; a reading already stored is kept as it was (safe retries).
+    """Insert one registration's readings; return the new ``(ts, type)`` keys.
 
-    Returns the ``(ts, type)`` keys that were new. The multi-row INSERT with
-    ``ON CONFLICT DO NOTHING RETURNING`` is the same text on SQLite and PostgreSQL.
+    A reading already stored is kept as it was (safe retries).
     """
-    new: list[tuple[int, int]] = []
-    for start in range(0, len(values), INSERT_CHUNK):
-        chunk = values[start : start + INSERT_CHUNK]
+    rows = [(registration_id, ts, kind, value) for ts, kind, value in values]
+    return [(ts, kind) for _reg, ts, kind in insert_reading_rows(conn, rows)]
+
+
+def insert_reading_rows(
+    conn: Connection, rows: Sequence[tuple[int, int, int, float]]
+) -> list[tuple[int, int, int]]:
+    """Insert ``(registration, ts, type, value)`` rows of any registrations at once.
+
+    Returns the ``(registration, ts, type)`` keys that were new. The multi-row
+    INSERT with ``ON CONFLICT DO NOTHING RETURNING`` is the same text on SQLite and
+    PostgreSQL; a request of many devices is one statement per 2000 readings.
+    """
+    new: list[tuple[int, int, int]] = []
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
         row = f"({placeholders(conn, 4)})"
         sql = (
             "INSERT INTO readings (registration_id, ts, type, value) VALUES "
             + ", ".join([row] * len(chunk))
-            + " ON CONFLICT DO NOTHING RETURNING ts, type"
+            + " ON CONFLICT DO NOTHING RETURNING registration_id, ts, type"
         )
-        params = [
-            p for ts, kind, value in chunk for p in (registration_id, ts, kind, value)
-        ]
-        new += driver_rows(conn, sql, params)
+        new += driver_rows(conn, sql, [p for values in chunk for p in values])
     return new
+
+
+class DeviceSensor(NamedTuple):
+    """What the device path needs of a sensor row."""
+
+    suid: str
+    registration_id: int
+    secure: bool
+    alias: str | None
+    latitude: float | None
+    longitude: float | None
+    elevation: float | None
+
+
+def sensors_by_suid(conn: Connection, suids: Sequence[str]) -> dict[str, DeviceSensor]:
+    """The sensors among ``suids`` that exist, in one query on the driver's cursor.
+
+    (A SQLAlchemy ``IN`` of varying length is compiled anew each time: on a
+    protocol request of a few devices that cost more than the query.)
+    """
+    if not suids:
+        return {}
+    sql = (
+        f"SELECT {', '.join(DeviceSensor._fields)} FROM sensors WHERE suid IN "
+        f"({placeholders(conn, len(suids))})"
+    )
+    rows = driver_rows(conn, sql, list(suids))
+    return {
+        row[0]: DeviceSensor(row[0], row[1], bool(row[2]), *row[3:]) for row in rows
+    }
 
 
 COUNT_NEW = Prepared(
@@ -281,27 +321,34 @@ def alias_matches(alias: str):
 
 def describe_device(
     conn: Connection,
-    sensor: Row,
+    suid: str,
+    sensor: Row | DeviceSensor | None,
     alias: str,
     location: tuple[float, float, float | None] | None,
     now: int,
 ) -> None:
-    """Keep a protocol sensor's alias and the private location its device reported."""
+    """Keep a protocol sensor's alias and the private location its device reported.
+
+    ``sensor`` is its row as read before (``None`` for one created just now).
+    """
     values: dict[str, Any] = {}
-    if sensor.alias != alias:
+    if sensor is None or sensor.alias != alias:
         values["alias"] = alias
     if location is not None:
         latitude, longitude, elevation = location
-        if (sensor.latitude, sensor.longitude) != (latitude, longitude) or (
-            elevation is not None and sensor.elevation != elevation
+        known = (
+            (None, None, None)
+            if sensor is None
+            else (sensor.latitude, sensor.longitude, sensor.elevation)
+        )
+        if known[:2] != (latitude, longitude) or (
+            elevation is not None and known[2] != elevation
         ):
             values.update(latitude=latitude, longitude=longitude, updated_at=now)
             if elevation is not None:
                 values["elevation"] = elevation
     if values:
-        conn.execute(
-            update(sensors).where(sensors.c.suid == sensor.suid).values(**values)
-        )
+        conn.execute(update(sensors).where(sensors.c.suid == suid).values(**values))
 
 
 def select_readings(

@@ -31,7 +31,7 @@ from co2logserver.store import deadline
 try:
     import fcntl
 except ImportError:  # Windows: no flock
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # checked before every use
 
 log = logging.getLogger(__name__)
 

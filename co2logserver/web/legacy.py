@@ -23,7 +23,9 @@ def checksum_matches(payload: bytes, required_key: str) -> dict[str, str | None]
     :raise Forbidden: 403 when required and missing or refused.
     """
     config = settings()
-    checksums = auth.salted_checksums(request.headers.items())
+    checksums = auth.salted_checksums(
+        request.headers.items(), config["CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX"]
+    )
     matches = auth.match_checksums(
         payload, checksums, config["CO2LOGSERVER_CHECKSUM_SALTS"]
     )

@@ -1,0 +1,195 @@
+"""The import rules of docs/architecture.rst, read from the source with ``ast``.
+
+Each rule lists today's exceptions by name with the reason they are allowed, so a
+new exception is a decision someone writes down here, not an accident.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "co2logserver"
+
+#: Modules outside co2logserver/store/ that may import sqlalchemy, and why.
+SQLALCHEMY_OUTSIDE_STORE = {
+    # Checks CO2LOGSERVER_DB at start-up with sqlalchemy.engine.make_url, so a bad
+    # URL is a ConfigError naming the key before any engine exists. No SQL.
+    "co2logserver.config",
+}
+
+#: Modules outside co2logserver/web/ that may import flask's ``request``, and why.
+REQUEST_OUTSIDE_WEB = {
+    # The rate limiter's key functions name the client and the view of the
+    # request being limited; Flask-Limiter calls them inside the request.
+    "co2logserver.limits",
+    # The after_request hook counts each response by endpoint and method.
+    "co2logserver.metrics",
+}
+
+#: Modules outside co2logserver/web/ that may import co2logserver.web: the app
+#: factory registers the blueprints.
+WEB_IMPORTERS_OUTSIDE_WEB = {"co2logserver"}
+
+#: What the store may import from the package besides itself.
+STORE_MAY_IMPORT = {
+    "co2logserver.errors",
+    "co2logserver.readings",
+    "co2logserver.utils",
+    # store.queries reads download filter bounds with the upload number rule.
+    "co2logserver.parsers",
+}
+
+
+def module_name(path: Path) -> str:
+    """``co2logserver/store/__init__.py`` -> ``co2logserver.store``."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    """Every module of the package by dotted name."""
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+@cache
+def imports(name: str) -> frozenset[str]:
+    """Everything ``name`` imports, anywhere in the module (functions too).
+
+    ``from package import name`` counts as an import of the submodule when there is
+    one, else of the package; ``from flask import request`` is ``flask.request``.
+    """
+    path = modules()[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                internal = base.startswith("co2logserver")
+                if not internal or candidate in modules():
+                    found.add(candidate)
+                else:
+                    found.add(base)
+    return frozenset(found)
+
+
+def importers(predicate) -> set[str]:
+    """The package's modules with an import that ``predicate`` says yes to."""
+    return {name for name in modules() if any(map(predicate, imports(name)))}
+
+
+def is_within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_the_import_reader_sees_known_imports():
+    """A guard for the rules below: they pass trivially if nothing is found."""
+    assert "co2logserver.store" in imports("co2logserver.ingest")
+    assert "co2logserver.web.common" in imports("co2logserver.web.legacy")
+    assert "flask.request" in imports("co2logserver.web.common")
+    assert "sqlalchemy.Column" in imports("co2logserver.store.schema")
+
+
+def test_sql_only_in_the_store():
+    found = importers(lambda imported: is_within(imported, "sqlalchemy"))
+    outside = {m for m in found if not is_within(m, "co2logserver.store")}
+    assert outside == SQLALCHEMY_OUTSIDE_STORE
+
+
+def test_store_imports_only_the_modules_below_it():
+    for name in modules():
+        if not is_within(name, "co2logserver.store"):
+            continue
+        internal = {i for i in imports(name) if is_within(i, "co2logserver")}
+        beyond = {i for i in internal if not is_within(i, "co2logserver.store")}
+        assert beyond <= STORE_MAY_IMPORT, name
+
+
+def test_readings_imports_nothing_of_the_package():
+    internal = [i for i in imports("co2logserver.readings") if "co2logserver" in i]
+    assert internal == []
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n in modules() if is_within(n, "co2logserver.protocols"))
+)
+def test_protocol_parsers_know_neither_http_nor_sql(name):
+    forbidden = ("flask", "werkzeug", "sqlalchemy", "co2logserver.store")
+    assert not [i for i in imports(name) if any(is_within(i, f) for f in forbidden)]
+
+
+def test_only_web_reads_the_request():
+    found = importers(lambda imported: imported in ("flask.request", "flask.g"))
+    outside = {m for m in found if not is_within(m, "co2logserver.web")}
+    assert outside == REQUEST_OUTSIDE_WEB
+
+
+def test_nothing_below_web_imports_web():
+    found = importers(lambda imported: is_within(imported, "co2logserver.web"))
+    outside = {m for m in found if not is_within(m, "co2logserver.web")}
+    assert outside == WEB_IMPORTERS_OUTSIDE_WEB
+
+
+def group_of(name: str) -> str:
+    """Packages are one group each; a top-level module is a group of its own."""
+    parts = name.split(".")
+    if len(parts) > 1 and (PACKAGE / parts[1]).is_dir():
+        return ".".join(parts[:2])
+    return name
+
+
+def test_no_import_cycles_between_groups():
+    """Data flows one way: web may import ingest, never the reverse, and so on."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for name in modules():
+        for imported in imports(name):
+            if is_within(imported, "co2logserver"):
+                source, target = group_of(name), group_of(imported)
+                if source != target:
+                    graph[source].add(target)
+    assert "co2logserver.store" in graph["co2logserver.ingest"]
+    cycle = find_cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path that starts and ends on one node, or None."""
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return path[path.index(target) :] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        state[node] = "done"
+        path.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
