@@ -54,7 +54,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 def __getattr__(name: str) -> Any:
     """Build ``application`` lazily for ``gunicorn co2logserver`` (PEP 562)."""
     if name in ("application", "app"):
-        application = create_app()
+        from co2logserver.boot import refuse_to_start
+        from co2logserver.errors import ConfigError
+
+        try:
+            application = create_app()
+        except ConfigError as error:
+            refuse_to_start(error)
         globals()["application"] = globals()["app"] = application
         return application
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import click
@@ -97,6 +98,7 @@ def main(ctx, bind, port, dbfile, config_file, verbose, debug, threaded, process
     if ctx.invoked_subcommand is not None:
         return
     app = build_app(ctx)
+    plain_logs_unless_a_terminal()
     app.run(
         host=bind,
         port=port,
@@ -105,6 +107,15 @@ def main(ctx, bind, port, dbfile, config_file, verbose, debug, threaded, process
         processes=processes,
         use_reloader=False,
     )
+
+
+def plain_logs_unless_a_terminal() -> None:
+    """No ANSI colour codes in the dev server's request log when it goes to a file,
+    a pipe or the journal (werkzeug colours status codes whenever it can)."""
+    if not sys.stderr.isatty():
+        from werkzeug import serving
+
+        serving._log_add_style = False  # werkzeug has no public switch for it
 
 
 @main.command("reset-sensor")
@@ -179,23 +190,34 @@ def forward_command(ctx):
 @click.pass_context
 def init_db_command(ctx):
     """Create missing tables in the configured database."""
-    from co2logserver.store import get_store
+    from co2logserver.errors import ApiError
+    from co2logserver.store import get_store, outage_cause
 
     app = build_app(ctx)
-    get_store(app).ensure_schema()
+    try:
+        get_store(app).ensure_schema()
+    except ApiError as error:  # the database does not answer: no traceback
+        cause = f" ({outage_cause(error.__cause__)})" if error.__cause__ else ""
+        raise click.ClickException(f"CO2LOGSERVER_DB: {error.message}{cause}") from None
     click.echo("database ready")
 
 
 @main.command("mqtt")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Also serve the subscriber's /metrics on this port (at the -b address).",
+)
 @click.pass_context
-def mqtt_command(ctx):
+def mqtt_command(ctx, metrics_port):
     """Store readings published to the MQTT broker until stopped (Ctrl-C, SIGTERM).
 
     Runs beside the server. Readings published to
     <prefix>/v1/sensors/<SUID>/readings[/<OpenSmogHash>] and
     <prefix>/rogue/v1/sensors/<SUID>/readings go through the same checks as HTTP;
     each is acknowledged to the broker only once stored. The broker is
-    CO2LOGSERVER_MQTT_URL.
+    CO2LOGSERVER_MQTT_URL. Its metrics reach the web server's /metrics when both
+    share PROMETHEUS_MULTIPROC_DIR.
     """
     import signal
     import threading
@@ -214,6 +236,8 @@ def mqtt_command(ctx):
         )
     except ConfigError as error:
         raise click.ClickException(f"configuration error: {error}") from None
+    if metrics_port:
+        serve_metrics(ctx.find_root().params["bind"], metrics_port)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     subscriber.start()
@@ -224,3 +248,105 @@ def mqtt_command(ctx):
         pass
     finally:
         subscriber.stop()
+
+
+def serve_metrics(address: str, port: int) -> None:
+    """Serve this process's metrics (the MQTT subscriber's) over HTTP, in a thread."""
+    from prometheus_client import start_http_server
+
+    from co2logserver import metrics
+
+    try:
+        start_http_server(port, addr=address, registry=metrics.counters().registry)
+    except OSError as error:
+        raise click.ClickException(
+            f"--metrics-port: cannot listen on {address}:{port}: {error.strerror}"
+        ) from None
+    click.echo(f"mqtt: metrics on http://{address}:{port}/metrics")
+
+
+# ------------------------------------------------------------------ owners (§12)
+
+
+def owner_task(ctx: click.Context, task, *args):
+    """Run an accounts task on the app's store; its errors are one clear line."""
+    from co2logserver.errors import ApiError
+    from co2logserver.store import get_store
+
+    app = build_app(ctx)
+    try:
+        return task(get_store(app), *args)
+    except ApiError as error:
+        raise click.ClickException(error.message) from None
+
+
+@main.command("create-user")
+@click.argument("username")
+@click.option("--admin", is_flag=True, help="An admin sees every sensor exactly.")
+@click.password_option(help="The password (asked for when not given).")
+@click.pass_context
+def create_user_command(ctx, username, admin, password):
+    """Create an owner account (whatever CO2LOGSERVER_SIGNUP says)."""
+    from co2logserver import accounts
+
+    owner_task(ctx, accounts.create_user, username, password, admin)
+    click.echo(f"user {username.strip().lower()} created")
+
+
+@main.command("disable-user")
+@click.argument("username")
+@click.option("--enable", is_flag=True, help="Enable a disabled account again.")
+@click.pass_context
+def disable_user_command(ctx, username, enable):
+    """Disable an account: its sessions end, it cannot sign in."""
+    from co2logserver import accounts
+
+    owner_task(ctx, accounts.set_disabled, username, not enable)
+    click.echo(f"user {username.strip().lower()} {'enabled' if enable else 'disabled'}")
+
+
+@main.command("reset-password")
+@click.argument("username")
+@click.password_option(help="The new password (asked for when not given).")
+@click.pass_context
+def reset_password_command(ctx, username, password):
+    """Set a new password; the account's other sessions end."""
+    from co2logserver import accounts
+
+    owner_task(ctx, accounts.reset_password, username, password)
+    click.echo(f"password of {username.strip().lower()} reset")
+
+
+@main.command("invite")
+@click.pass_context
+def invite_command(ctx):
+    """Print a new invitation code (for CO2LOGSERVER_SIGNUP = "invitation")."""
+    from co2logserver import accounts
+
+    click.echo(owner_task(ctx, accounts.invite))
+
+
+@main.command("claim-code")
+@click.argument("suid")
+@click.pass_context
+def claim_code_command(ctx, suid):
+    """Print a new claim code for a sensor (rogue, or a device that lost its code).
+
+    It works once, beside the code a secure sensor derives from its SECRET, and
+    replaces an earlier issued one. Hand it only to the sensor's owner.
+    """
+    from co2logserver import accounts
+
+    click.echo(owner_task(ctx, accounts.issue_claim_code, suid))
+
+
+@main.command("transfer-sensor")
+@click.argument("suid")
+@click.argument("username")
+@click.pass_context
+def transfer_sensor_command(ctx, suid, username):
+    """Give a sensor to another owner account."""
+    from co2logserver import accounts
+
+    suid = owner_task(ctx, accounts.transfer, suid, username)
+    click.echo(f"sensor {suid} now belongs to {username.strip().lower()}")

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,7 @@ POSITIVE_INTEGER_KEYS = (
     "MAX_METADATA_BYTES",
     "READINGS_PAGE_SIZE",
     "READINGS_MAX_PAGE_SIZE",
+    "SENSORS_PAGE_SIZE",
     "OSEM_BATCH_SIZE",
     "SILENT_AFTER",
 )
@@ -70,6 +72,8 @@ POSITIVE_NUMBER_KEYS = (
     "MQTT_KEEPALIVE",
     "MQTT_SESSION_EXPIRY",
     "MQTT_MAX_BACKOFF",
+    "GEOCODER_TIMEOUT",
+    "GEOCODER_CACHE_SECONDS",
 )
 
 
@@ -129,18 +133,39 @@ def load_config(app, overrides: Mapping[str, Any] | None = None) -> None:
     app.config.from_object(config_default)
     config_file = os.environ.get(CONFIG_FILE_VARIABLE)
     if config_file:
-        try:
-            app.config.from_pyfile(os.path.abspath(config_file))
-        except OSError as error:
-            raise ConfigError(
-                f"{CONFIG_FILE_VARIABLE}: cannot read {config_file!r}: {error.strerror}"
-            ) from error
+        load_config_file(app, config_file)
         check_known_keys(app.config, config_file)
     app.config.update(environment_overrides(os.environ))
     app.config.update({prefixed(k): v for k, v in (overrides or {}).items()})
     apply_sensemap_environment(app.config)
     validate(app.config)
     app.config["MAX_CONTENT_LENGTH"] = app.config["CO2LOGSERVER_MAX_CONTENT_LENGTH"]
+
+
+def load_config_file(app, config_file: str) -> None:
+    """Run the Python configuration file named by ``CO2LOGSERVER_CONFIG``.
+
+    :raise ConfigError: one line naming the file, and the line of a syntax error
+        or of the statement that failed.
+    """
+    path = os.path.abspath(config_file)
+    try:
+        app.config.from_pyfile(path)
+    except OSError as error:
+        raise ConfigError(
+            f"{CONFIG_FILE_VARIABLE}: cannot read {config_file!r}: {error.strerror}"
+        ) from None
+    except SyntaxError as error:
+        raise ConfigError(
+            f"configuration file {path}, line {error.lineno}: syntax error: {error.msg}"
+        ) from None
+    except Exception as error:
+        frames = traceback.extract_tb(error.__traceback__)
+        where = [frame.lineno for frame in frames if frame.filename == path]
+        line = f", line {where[-1]}" if where else ""
+        raise ConfigError(
+            f"configuration file {path}{line}: {type(error).__name__}: {error}"
+        ) from None
 
 
 def apply_sensemap_environment(config: dict) -> None:
@@ -321,6 +346,6 @@ def check_osem(config: dict) -> None:
     if importlib.util.find_spec("sensemapi") is None:
         raise ConfigError(
             "CO2LOGSERVER_OSEM_UPLOAD needs the sensemapi package: "
-            "pip install 'co2logserver[opensensemap]'"
+            "pip install 'sensemapi>=0.5,<0.6'"
         )
     check_regex(config, "OSEM_COL_REGEX", {"type", "quantity", "unit"})

@@ -223,8 +223,14 @@ CO2LOGSERVER_MAX_METADATA_BYTES = 4096
 # Default page size of ``GET /v1/sensors/<SUID>/readings`` (JSON).
 CO2LOGSERVER_READINGS_PAGE_SIZE = 1000
 
-# Largest page size a client may ask for with ``limit``.
+# Largest page size a client may ask for with ``limit`` (readings and the sensor
+# list).
 CO2LOGSERVER_READINGS_MAX_PAGE_SIZE = 100000
+
+# Default page size of ``GET /v1/sensors``: large enough that a usual installation
+# gets every sensor in one answer, as before paging existed; the answer has a
+# ``next`` cursor only when there are more.
+CO2LOGSERVER_SENSORS_PAGE_SIZE = 1000
 
 # Seconds without a reading after which the dashboard marks a sensor as silent. An
 # hour suits sensors that report every few minutes; raise it for slow senders.
@@ -443,6 +449,56 @@ CO2LOGSERVER_MQTT_SESSION_EXPIRY = 7 * 24 * 3600
 # Upper bound in seconds of the subscriber's backoff while the database is
 # unavailable (the message waits unacknowledged) or the broker is unreachable.
 CO2LOGSERVER_MQTT_MAX_BACKOFF = 30
+
+# --------------------------------------------------------------------------------------
+# Owners: accounts, claims, locations and the map (SPEC §12, ``docs/owners.rst``)
+# --------------------------------------------------------------------------------------
+
+# Key that signs the owners' session cookies and form (CSRF) tokens. ``None`` (the
+# default) generates a random key on first use and keeps it in the database, so every
+# worker and host shares it and sessions survive restarts; set one only to rotate it.
+CO2LOGSERVER_SECRET_KEY = None
+
+# Who may create an owner account on ``/signup``: ``"open"`` (anyone; a sensor is only
+# theirs with its claim code, so an account alone gains nothing), ``"invitation"`` (a
+# code from the ``invite`` command is needed) or ``"off"`` (the operator creates
+# accounts with ``create-user``).
+CO2LOGSERVER_SIGNUP = "open"
+
+# Sign-in (and sign-up) attempts allowed per client address and, separately, per
+# account name, against password guessing. On even when
+# ``CO2LOGSERVER_RATELIMIT_ENABLED`` is off.
+CO2LOGSERVER_RATELIMIT_SIGNIN = "10 per minute;100 per day"
+
+# Claim attempts allowed per account and per client address: a claim code has 40
+# bits, so this keeps guessing hopeless.
+CO2LOGSERVER_RATELIMIT_CLAIM = "10 per minute;50 per day"
+
+# Base URL of a Nominatim-compatible geocoder (``…/search?q=…&format=jsonv2``) that
+# turns an owner's street address into a position, e.g.
+# ``"https://nominatim.openstreetmap.org"`` (mind its usage policy). ``None`` (the
+# default) turns address search off: owners give lat/lon or click the map.
+CO2LOGSERVER_GEOCODER_URL = None
+
+# Seconds to wait for the geocoder before the page says it did not answer.
+CO2LOGSERVER_GEOCODER_TIMEOUT = 5
+
+# Seconds a geocoder answer is reused for the same address (the cache is in the
+# database), sparing the geocoder and its rate limits.
+CO2LOGSERVER_GEOCODER_CACHE_SECONDS = 30 * 86400
+
+# Tile URL template of the maps (``{z}``, ``{x}``, ``{y}``), e.g.
+# ``"https://tile.openstreetmap.org/{z}/{x}/{y}.png"``. Empty (the default) draws no
+# tiles: the visitor's browser contacts no third party, and the map still works as a
+# picker (click for lat/lon) with the sensors as markers on a grid.
+CO2LOGSERVER_MAP_TILE_URL = ""
+
+# Attribution shown under the map tiles (required by most tile servers, e.g.
+# ``"© OpenStreetMap contributors"``).
+CO2LOGSERVER_MAP_TILE_ATTRIBUTION = ""
+
+# Quantity that colours the markers of ``/map`` (its latest value per sensor).
+CO2LOGSERVER_MAP_QUANTITY = "PM2_5"
 
 # Which request headers carry a salted checksum: a header whose whole name matches
 # is one, and the named group ``algorithm`` (required) names its hashlib algorithm.

@@ -8,6 +8,7 @@ Everything public goes through :func:`co2logserver.readback.sensor_view` with
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from co2logserver import readback
 from co2logserver.errors import BadRequest
 from co2logserver.readings import BY_CODE, QUANTITIES
 from co2logserver.store import Store, outbox
+from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import dashboard as dashboard_sql
 from co2logserver.store import sensors as sensor_sql
 from co2logserver.store.columns import Columns
@@ -130,13 +132,14 @@ def sensor_list(
     views = []
     with store.reading() as conn:
         rows = list(sensor_sql.list_sensors(conn))
+        hidden = accounts_sql.hidden_locations(conn)
         newest = dashboard_sql.newest_readings(
             conn,
             [row.registration_id for row in rows],
             SPARKLINE_POINTS * len(QUANTITIES),
         )
     for row in rows:
-        view = readback.sensor_view(row, decimals, exact=False)
+        view = readback.sensor_view(row, decimals, False, row.suid not in hidden)
         view["silent"] = row.last_ts is None or row.last_ts < silent_before
         view["spark_type"], view["spark"] = sparkline(newest[row.registration_id])
         views.append(view)
@@ -215,13 +218,29 @@ def bucket_table(data: dict[str, Any]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
+#: Name parts of columns that are no measurement, never drawn as a series: times
+#: (``time_utc`` of 0.1.2's examples is a number), ids, checksums and locations.
+NOT_MEASURED = re.compile(
+    r"(?:^|_)(?:time|timestamp|date|datetime|ts|utc|epoch|id|uuid|suid|checksums?"
+    r"|lat|latitude|lon|lng|longitude|height|elevation|alt|altitude)(?:_|$)",
+    re.IGNORECASE,
+)
+
+
+def is_measured(name: str) -> bool:
+    """Whether a numeric column holds a measurement a chart should draw."""
+    return NOT_MEASURED.search(name) is None
+
+
 def chart_columns(
     header: list[str], columns: Columns, settings: Mapping[str, Any]
 ) -> dict[str, list[str]]:
-    """Which columns of a download can be a chart's time axis, and which are numbers.
+    """Which columns of a download can be a chart's time axis, and which to draw.
 
-    Time candidates are the configured time columns, then the upload time, in that
-    order; the page's script takes the one with the most values.
+    Time candidates are the configured time columns (``CO2LOGSERVER_TIME_COLS``),
+    then the upload time, in that order; the page's script takes the first that
+    has values, so the upload time is the x axis only for rows without a time.
+    Numbers are drawn unless :func:`is_measured` says they are no measurement.
     """
     wanted = [
         *settings["CO2LOGSERVER_TIME_COLS"],
@@ -235,5 +254,50 @@ def chart_columns(
         if name not in times
         and name in columns
         and columns.kind(name) in ("int", "float")
+        and is_measured(name)
     ]
     return {"time_columns": times, "numeric_columns": numeric if times else []}
+
+
+def map_markers(store: Store, settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every sensor with a public location: rounded position, name, latest value.
+
+    Positions come from :func:`readback.sensor_view` (rounded, hidden ones left
+    out); the value is the newest ``CO2LOGSERVER_MAP_QUANTITY`` reading among the
+    sensor's newest readings (the sparkline's bounded query).
+    """
+    code = QUANTITIES[settings["CO2LOGSERVER_MAP_QUANTITY"]].code
+    decimals = settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"]
+    with store.reading() as conn:
+        rows = list(sensor_sql.list_sensors(conn))
+        hidden = accounts_sql.hidden_locations(conn)
+        names = accounts_sql.profile_names(conn)
+        rows = [r for r in rows if r.suid not in hidden and r.latitude is not None]
+        newest = dashboard_sql.newest_readings(
+            conn,
+            [row.registration_id for row in rows],
+            SPARKLINE_POINTS * len(QUANTITIES),
+        )
+    markers = []
+    for row in rows:
+        view = readback.sensor_view(row, decimals, False, True)
+        if view["location"] is None:
+            continue
+        values = [v for _ts, c, v in newest[row.registration_id] if c == code]
+        markers.append(
+            {
+                "suid": row.suid,
+                "name": names.get(row.suid),
+                "latitude": view["location"]["latitude"],
+                "longitude": view["location"]["longitude"],
+                "value": values[0] if values else None,
+            }
+        )
+    return markers
+
+
+def display_name(store: Store, suid: str) -> str | None:
+    """The name the owner gave the sensor, or ``None``."""
+    with store.reading() as conn:
+        row = accounts_sql.profile(conn, suid)
+    return row.name if row is not None else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 
@@ -49,6 +50,10 @@ class TooManyRequests(ApiError):
     status = 429
 
 
+class HashMismatch(BadOpenSmogHash):
+    """The hash was well-formed but covers other bytes than the ones received."""
+
+
 class Forbidden(ApiError):
     """Authentication is missing or refused."""
 
@@ -65,6 +70,12 @@ class Conflict(ApiError):
     """The request conflicts with the current state (e.g. re-registration is off)."""
 
     status = 409
+
+
+class LengthRequired(ApiError):
+    """The body is framed by neither Content-Length nor chunked encoding."""
+
+    status = 411
 
 
 class PayloadTooLarge(ApiError):
@@ -90,15 +101,63 @@ def error_body(message: str) -> dict[str, Any]:
     return {"error": message}
 
 
+#: Methods that never store anything: their 503 does not say "Nothing was stored".
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+#: What a hash mismatch of a gzip body is most likely about.
+GZIP_HASH_NOTE = (
+    " This body is gzip-compressed (Content-Encoding: gzip): the hash covers the "
+    "compressed bytes exactly as sent, not the JSON inside them."
+)
+
+
+def request_notes(error: ApiError) -> str:
+    """What the request adds to an error's message: a write stored nothing, and
+    a mismatching hash of a gzip body covers the compressed bytes."""
+    notes = ""
+    if isinstance(error, StorageUnavailable) and request.method not in SAFE_METHODS:
+        notes += " Nothing was stored."
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if isinstance(error, HashMismatch) and encoding in ("gzip", "x-gzip"):
+        notes += GZIP_HASH_NOTE
+    return notes
+
+
+def wants_html() -> bool:
+    """Whether the client is a browser: it prefers text/html to JSON.
+
+    API clients (``*/*``, ``application/json`` or no Accept at all) get JSON.
+    """
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def html_not_found(message: str):
+    """The 404 page for a browser, with links to the pages that exist."""
+    return render_template("404.html", message=message), 404
+
+
 def _api_error_response(error: ApiError):
-    return error_body(error.message), error.status, error.headers
+    message = error.message + request_notes(error)
+    if error.status == 404 and wants_html():
+        return html_not_found(message)
+    return error_body(message), error.status, error.headers
 
 
 def _http_error_response(error: HTTPException):
     """Turn werkzeug's routing and size errors (404, 405, 413, 429...) into JSON."""
     message = error.description or error.name
     if error.code == 413:
-        message = "The request body is too large; send fewer rows per request."
+        limit = current_app.config.get("CO2LOGSERVER_MAX_CONTENT_LENGTH")
+        message = (
+            f"The request body is too large: over the limit of {limit} bytes "
+            "(CO2LOGSERVER_MAX_CONTENT_LENGTH); send less per request"
+        )
+    if error.code == 404 and wants_html():
+        return html_not_found(
+            f"There is no page at {request.path[:200]} on this server."
+        )
     headers = dict(error.get_headers())
     headers.pop("Content-Type", None)
     headers.pop("Content-Length", None)

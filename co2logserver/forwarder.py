@@ -11,7 +11,9 @@ What happens to an item:
 * OSEM accepted it: deleted, and the last success recorded;
 * OSEM is unreachable, answers 5xx or 429: it stays, the round ends, and the next
   one follows an exponential backoff capped at ``CO2LOGSERVER_OSEM_MAX_BACKOFF``;
-* OSEM refuses it for good (4xx): parked with OSEM's reason, never sent again;
+* OSEM refuses it for good (a 4xx to the data POST or to creating its box):
+  parked with OSEM's reason, never sent again; a 4xx to an account or box-list
+  call is retried like an outage (see :mod:`co2logserver.osem`);
 * its senseBox does not exist and no position is known: it waits, and the other
   boxes go on. An OpenSmog sensor's items go as soon as it has a location (a PUT
   with one); a legacy box is tried again every ``WAIT_SECONDS``.
@@ -40,6 +42,7 @@ from typing import Any
 from co2logserver.errors import ApiError
 from co2logserver.readings import public_location
 from co2logserver.store import Store, outbox
+from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import sensors as sensor_sql
 
 log = logging.getLogger(__name__)
@@ -253,7 +256,8 @@ class OutboxForwarder:
         decimals = int(self.settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"])
         with guarded(self.store.reading()) as conn:
             sensor = sensor_sql.get_sensor(conn, suid)
-        if sensor is not None:
+            hidden = suid in accounts_sql.hidden_locations(conn)
+        if sensor is not None and not hidden:  # the owner hid it (§12)
             place = public_location(
                 sensor.latitude, sensor.longitude, sensor.elevation, decimals
             )

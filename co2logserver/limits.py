@@ -238,3 +238,52 @@ def too_many_requests(error: RateLimitExceeded) -> tuple[dict[str, Any], int, di
         f"({LIMIT_KEYS[scope]}); retry after {seconds} s"
     )
     return error_body(message), 429, {"Retry-After": str(seconds)}
+
+
+class AttemptLimit:
+    """Attempts (sign-in, claim) counted per account and per address.
+
+    Counted with the ``limits`` library in ``CO2LOGSERVER_RATELIMIT_STORAGE``, as
+    the ingest limits are, but on even when ``CO2LOGSERVER_RATELIMIT_ENABLED`` is
+    off: they guard passwords and claim codes, not throughput. When the storage
+    fails, the count goes on in this process instead of letting guesses through.
+    """
+
+    def __init__(self, config, key: str, namespace: str):
+        from limits.storage import MemoryStorage, storage_from_string
+        from limits.strategies import FixedWindowRateLimiter
+
+        self.key = key
+        self.namespace = namespace
+        try:
+            self.items = parse_many(config[key])
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{key} must be a rate limit such as '10 per minute', "
+                f"not {config[key]!r}"
+            ) from None
+        try:
+            storage = storage_from_string(config["CO2LOGSERVER_RATELIMIT_STORAGE"])
+        except ConfigurationError:
+            storage = MemoryStorage()
+        self.limiter = FixedWindowRateLimiter(storage)
+        self.fallback = FixedWindowRateLimiter(MemoryStorage())
+
+    def hit(self, *identifiers: str) -> int:
+        """Count one attempt under each identifier; 0, or seconds to wait."""
+        wait = 0
+        for identifier in identifiers:
+            for item in self.items:
+                wait = max(wait, self._hit(item, identifier))
+        return wait
+
+    def _hit(self, item, identifier: str) -> int:
+        for limiter in (self.limiter, self.fallback):
+            try:
+                if limiter.hit(item, self.namespace, identifier):
+                    return 0
+                stats = limiter.get_window_stats(item, self.namespace, identifier)
+                return max(1, math.ceil(stats.reset_time - time.time()))
+            except Exception:  # the shared storage failed: count here
+                continue
+        return 0

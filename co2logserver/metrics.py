@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests, stored rows and readings, rejections, rate limits.
+"""Prometheus metrics: requests, stored rows and readings, rejections, rate limits,
+database errors by cause, the MQTT subscriber, silent sensors and the forwarder.
 
 Counters live in the process. Under gunicorn each worker is a process of its own, so
 a scrape answered by one worker would show only its share: set the environment
@@ -6,28 +7,37 @@ variable ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory writable by the work
 *before* gunicorn starts (prometheus_client picks its mode when it is imported), and
 every worker writes its counters there and any worker's ``/metrics`` sums them all.
 Empty the directory when gunicorn restarts. The database gauges (outbox backlog,
-database reachability) are read at scrape time, so they need nothing of the kind.
+database reachability, silent sensors, the newest reading's age) are read at scrape
+time, so they need nothing of the kind.
+
+The MQTT subscriber is a process of its own: its metrics exist only there (a web
+worker never shows "not connected" for a subscriber it cannot see). Give it the
+same ``PROMETHEUS_MULTIPROC_DIR`` as gunicorn and the web server's ``/metrics`` sums
+them in; ``python3 -m co2logserver mqtt --metrics-port`` serves them itself too.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from co2logserver.errors import ApiError, StorageUnavailable
-from co2logserver.store import Store, outbox
+from co2logserver.store import Store, get_store, outbox
+from co2logserver.store import dashboard as dashboard_sql
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -62,6 +72,7 @@ class Counters:
     protocol_readings: Counter
     refused_types: Counter
     ignored_fields: Counter
+    database_errors: Counter
 
 
 def make_counters() -> Counters:
@@ -117,7 +128,65 @@ def make_counters() -> Counters:
             ["protocol"],
             registry=registry,
         ),
+        database_errors=Counter(
+            "co2logserver_database_errors",
+            "Database failures that made a request (or MQTT message) wait or answer "
+            "503, by cause: locked, unreachable, disk, timeout or other.",
+            ["cause"],
+            registry=registry,
+        ),
     )
+
+
+@dataclass(frozen=True)
+class MqttMetrics:
+    """The MQTT subscriber's metrics, made only in the subscriber's process."""
+
+    connected: Gauge
+    messages: Counter
+    stored: Counter
+    refused: Counter
+
+
+_mqtt: MqttMetrics | None = None
+
+
+def mqtt_metrics() -> MqttMetrics:
+    """The subscriber's metrics, in the process's registry (created on first use)."""
+    global _mqtt
+    if _mqtt is None:
+        registry = counters().registry
+        _mqtt = MqttMetrics(
+            connected=Gauge(
+                "co2logserver_mqtt_connected",
+                "1 while the MQTT subscriber is connected to the broker, else 0.",
+                registry=registry,
+                multiprocess_mode="livemax",
+            ),
+            messages=Counter(
+                "co2logserver_mqtt_messages",
+                "MQTT messages the subscriber received (redeliveries included).",
+                registry=registry,
+            ),
+            stored=Counter(
+                "co2logserver_mqtt_messages_stored",
+                "MQTT messages stored and acknowledged.",
+                registry=registry,
+            ),
+            refused=Counter(
+                "co2logserver_mqtt_messages_refused",
+                "MQTT messages refused (answered on the errors topic), by reason: "
+                "the error class, as HTTP's payloads_rejected.",
+                ["reason"],
+                registry=registry,
+            ),
+        )
+    return _mqtt
+
+
+def count_database_error(cause: str) -> None:
+    """Count one database failure by its cause (see Store.on_outage)."""
+    counters().database_errors.labels(cause).inc()
 
 
 _counters: Counters | None = None
@@ -170,10 +239,12 @@ def count_response(response: Response) -> Response:
 
 
 class StoreCollector:
-    """Gauges read from the database at scrape time: reachability and the outbox."""
+    """Gauges read from the database at scrape time: reachability, the outbox,
+    silent sensors and the age of the newest reading."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, silent_after: float):
         self.store = store
+        self.silent_after = silent_after
 
     def collect(self) -> Iterator[Metric]:
         """Yield the gauges; a database that does not answer gives ``up`` 0 only."""
@@ -181,9 +252,11 @@ class StoreCollector:
         up = GaugeMetricFamily(
             "co2logserver_database_up", "Whether the database answered the scrape."
         )
+        now = time.time()
         try:
             with self.store.reading() as conn:
                 status = outbox.status(conn)
+                sensors = dashboard_sql.sensor_counts(conn, int(self.silent_after), now)
         except StorageUnavailable:
             up.add_metric([], 0)
             yield up
@@ -191,6 +264,27 @@ class StoreCollector:
         up.add_metric([], 1)
         yield up
         yield from outbox_gauges(status)
+        yield from sensor_gauges(sensors, now)
+
+
+def sensor_gauges(counts: Mapping[str, Any], now: float) -> Iterator[Metric]:
+    """Sensors by state and how old the newest reading of any sensor is."""
+    sensors = GaugeMetricFamily(
+        "co2logserver_sensors",
+        "Sensors by state: active (a reading within CO2LOGSERVER_SILENT_AFTER) or "
+        "silent.",
+        labels=["state"],
+    )
+    sensors.add_metric(["active"], counts["active"])
+    sensors.add_metric(["silent"], counts["silent"])
+    yield sensors
+    if counts.get("newest_reading") is not None:
+        yield GaugeMetricFamily(
+            "co2logserver_newest_reading_age_seconds",
+            "Seconds since the newest reading of any sensor was taken (absent "
+            "before the first reading).",
+            value=max(0.0, now - counts["newest_reading"]),
+        )
 
 
 def spool_gauges(store: Store) -> Iterator[Metric]:
@@ -227,12 +321,13 @@ def outbox_gauges(status: dict) -> Iterator[Metric]:
     items.add_metric(["parked"], status["parked"])
     yield items
     for name, what in TIMESTAMPS.items():
-        if status.get(name) is not None:
-            yield GaugeMetricFamily(
-                f"co2logserver_forwarder_{name[:-3]}_timestamp_seconds",
-                f"UNIX time of {what}.",
-                value=status[name],
-            )
+        # Present (0: never) also while forwarding is off, as documented, so an
+        # alert on them finds the series instead of "no data".
+        yield GaugeMetricFamily(
+            f"co2logserver_forwarder_{name[:-3]}_timestamp_seconds",
+            f"UNIX time of {what}; 0 when there is none.",
+            value=status.get(name) or 0,
+        )
 
 
 def multiprocess_dir() -> str | None:
@@ -240,7 +335,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROCESS_VARIABLE) or None
 
 
-def exposition(store: Store) -> bytes:
+def exposition(store: Store, settings: Mapping[str, Any]) -> bytes:
     """The metrics in the Prometheus text format, summed over workers if set up."""
     registry = CollectorRegistry()
     path = multiprocess_dir()
@@ -248,16 +343,17 @@ def exposition(store: Store) -> bytes:
         MultiProcessCollector(registry, path=path)
     else:
         registry.register(counters().registry)
-    registry.register(StoreCollector(store))
+    registry.register(StoreCollector(store, settings["CO2LOGSERVER_SILENT_AFTER"]))
     return generate_latest(registry)
 
 
-def metrics_response(store: Store) -> Response:
+def metrics_response(store: Store, settings: Mapping[str, Any]) -> Response:
     """``GET /metrics``."""
-    return Response(exposition(store), content_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(store, settings), content_type=CONTENT_TYPE_LATEST)
 
 
 def init_app(app) -> None:
-    """Count every response of ``app``."""
+    """Count every response of ``app``, and the store's database failures."""
     counters()
     app.after_request(count_response)
+    get_store(app).on_outage = count_database_error

@@ -33,7 +33,7 @@ from limits import parse as parse_rate
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from co2logserver import ingest
+from co2logserver import ingest, metrics, rejected
 from co2logserver.errors import (
     ApiError,
     ConfigError,
@@ -298,6 +298,10 @@ class ReadingsHandler:
         except StorageUnavailable:
             raise
         except ApiError as error:
+            protocol = "MQTT rogue readings" if route.rogue else "MQTT readings"
+            rejected.note(
+                self.store, route.suid, error.status, protocol, error.message, payload
+            )
             return Refusal(route.errors_topic, error)
         return None
 
@@ -357,7 +361,7 @@ class MqttSubscriber:
     ):
         if paho is None:
             raise ConfigError(
-                "MQTT needs the paho-mqtt package: pip install 'co2logserver[mqtt]'"
+                "MQTT needs the paho-mqtt package: pip install 'paho-mqtt>=2'"
             )
         self.settings = settings
         self.broker = parse_broker_url(settings["CO2LOGSERVER_MQTT_URL"])
@@ -374,6 +378,9 @@ class MqttSubscriber:
         self._worker: threading.Thread | None = None
         #: Messages ``stored``, ``refused`` and tries ``retried`` by this process.
         self.counts: Counter[str] = Counter()
+        #: The same for ``/metrics``, with the connection state.
+        self.metrics = metrics.mqtt_metrics()
+        self.metrics.connected.set(0)
         self.client = self._make_client()
 
     # -- setup ---------------------------------------------------------------------
@@ -467,6 +474,7 @@ class MqttSubscriber:
             return
         with self._lock:
             self._connection += 1
+        self.metrics.connected.set(1)
         log.info(
             "connected to MQTT broker %s:%d (session present: %s)",
             self.broker.host,
@@ -485,6 +493,7 @@ class MqttSubscriber:
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties):
         """Log an unexpected loss; paho reconnects with backoff."""
+        self.metrics.connected.set(0)
         if not self._stopping.is_set():
             log.warning("lost the MQTT broker (%s); reconnecting", reason_code)
 
@@ -502,6 +511,7 @@ class MqttSubscriber:
 
     def _on_message(self, _client, _userdata, message) -> None:
         """Hand the message to the worker, tagged with its connection."""
+        self.metrics.messages.inc()
         self._messages.put((self._connection, message))
 
     # -- worker thread -------------------------------------------------------------
@@ -536,6 +546,10 @@ class MqttSubscriber:
                     self._publish_refusal(outcome, message)
                 self._ack(connection, message)
                 self.counts["refused" if outcome else "stored"] += 1
+                if outcome is None:
+                    self.metrics.stored.inc()
+                else:
+                    self.metrics.refused.labels(type(outcome.error).__name__).inc()
                 return
             attempt += 1
             self.counts["retried"] += 1

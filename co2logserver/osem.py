@@ -5,7 +5,10 @@ It turns legacy upload rows and OpenSmog readings into senseBoxes, sensors and
 measurements, and every failure into one of three exceptions the caller acts on:
 
 * :class:`OsemRetryable` - try again later (OSEM unreachable, 5xx, 429, sign-in);
-* :class:`OsemRefused` - OSEM refuses this data for good (4xx), with its reason;
+* :class:`OsemRefused` - OSEM refuses this data for good (a 4xx to the data POST or
+  to creating the box for it), with its reason; a 4xx to a call about the account
+  or its boxes (the box list, adding sensors, texts) is no verdict on the data and
+  is :class:`OsemRetryable`;
 * :class:`OsemNoLocation` - a senseBox must be created but no position is known,
   so the data has to wait.
 
@@ -84,7 +87,8 @@ class OsemRetryable(OsemError):
 
 
 class OsemRefused(OsemError):
-    """OSEM refuses this data for good (a 4xx); the message gives its reason."""
+    """OSEM refuses this data for good (a 4xx to the data POST or to creating its
+    box); the message gives its reason."""
 
 
 class OsemNoLocation(OsemError):
@@ -794,6 +798,22 @@ class OsemForwarder:
         """Drop the cached box list; the next forward reads it again."""
         self._boxes = None
 
+    @contextlib.contextmanager
+    def account_call(self, what: str) -> Iterator[None]:
+        """A call about the account or its boxes, not about the data: a refusal
+        (4xx) is retried with the backoff instead of parking the data for good.
+
+        A 4xx on ``GET /users/me/boxes`` used to park every item of the batch
+        (#12). A 401 forgets the sign-in, so the next attempt signs in again.
+        """
+        try:
+            with osem_errors(self.account):
+                yield
+        except OsemRefused as error:
+            if error.status == 401:
+                self.account.token = None
+            raise OsemRetryable(f"{what}: {error.message}", error.status) from error
+
     # ------------------------------------------------------------ per batch
 
     def _forward(self, plans: list[BoxPlan]) -> None:
@@ -849,7 +869,9 @@ class OsemForwarder:
         """The account's boxes by name, read once and again only when needed."""
         if self._boxes is None or reload:
             boxes: dict[str, KnownBox] = {}
-            for data in self.account.own_boxes():
+            with self.account_call("listing the account's boxes"):
+                own = self.account.own_boxes()
+            for data in own:
                 known = known_box(data)
                 boxes.setdefault(known.box.name, known)
             self._boxes = boxes
@@ -901,7 +923,8 @@ class OsemForwarder:
             description=plan.description or None,
             weblink=plan.weblink or None,
         )
-        self.account.update_box_metadata(patch)
+        with self.account_call(f"setting the texts of box {plan.name!r}"):
+            self.account.update_box_metadata(patch)
 
     def _add_missing_sensors(self, known: KnownBox, plan: BoxPlan) -> None:
         """Add the sensors the box lacks in one update, sending no other sensor."""
@@ -913,7 +936,8 @@ class OsemForwarder:
             patch.new_sensor(
                 title=spec.title, type=spec.type, unit=spec.unit, icon=spec.icon
             )
-        self.account.update_box_metadata(patch)
+        with self.account_call(f"adding sensors to box {known.box.name!r}"):
+            self.account.update_box_metadata(patch)
         known.box = patch  # sensemapi filled it with the box as OSEM answered
         logger.info(
             "added sensors %s to OpenSenseMap box %r",

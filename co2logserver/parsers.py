@@ -201,7 +201,10 @@ def decode_text(body: bytes, what: str) -> str:
 
 
 def parse_csv(body: bytes) -> Batch:
-    """Parse CSV with a header line; numbers become int or float, empty cells none."""
+    """Parse CSV with a header line; numbers become int or float, empty cells none.
+
+    :raise BadRequest: for a row with more or fewer cells than the header.
+    """
     reader = csv.reader(io.StringIO(decode_text(body, "CSV"), newline=""))
     try:
         header = next(reader, None)
@@ -211,12 +214,14 @@ def parse_csv(body: bytes) -> Batch:
         for line, cells in enumerate(reader, start=2):
             if not cells:
                 continue
-            if len(cells) > len(header):
+            if len(cells) != len(header):
+                # A short row used to be padded with NULLs: refuse it, since the
+                # values of a short row may belong to other columns than it seems.
                 raise BadRequest(
-                    f"CSV line {line} has {len(cells)} cells, "
-                    f"but the header names {len(header)} columns"
+                    f"CSV line {line} (row {len(rows) + 1}) has {len(cells)} "
+                    f"cells, but the header names {len(header)} columns; "
+                    "nothing of this upload was stored"
                 )
-            cells += [""] * (len(header) - len(cells))
             rows.append(cells)
     except csv.Error as error:
         raise BadRequest(f"The CSV body cannot be read: {error}") from None

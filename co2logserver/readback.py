@@ -17,6 +17,7 @@ from co2logserver import auth
 from co2logserver.errors import BadRequest, NotFound
 from co2logserver.readings import QUANTITIES, location_view
 from co2logserver.store import Store
+from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import sensors as sensor_sql
 
 #: Largest UNIX time accepted in a query (the year 9999).
@@ -25,15 +26,20 @@ INTERVAL = re.compile(r"(\d+)\s*([smhdw]?)")
 UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def sensor_view(row, decimals: int, exact: bool = False) -> dict[str, Any]:
-    """What the API shows of a sensor; further metadata only to admins."""
+def sensor_view(
+    row, decimals: int, exact: bool = False, public: bool = True
+) -> dict[str, Any]:
+    """What the API shows of a sensor; further metadata only to admins.
+
+    ``public=False``: the owner hid the location, so only admins see one.
+    """
     view = {
         "suid": row.suid,
         "alias": row.alias,
         "protocol": protocol_of(row.alias),
         "manufacturer": row.manufacturer,
         "model": row.model,
-        "location": location_view(row, decimals, exact),
+        "location": location_view(row, decimals, exact, public),
         "secure": bool(row.secure),
         "registered_at": row.updated_at,
         "first_reading": row.first_ts,
@@ -51,12 +57,56 @@ def protocol_of(alias: str | None) -> str:
 
 
 def list_sensor_views(
-    store: Store, decimals: int, exact: bool, alias: str | None = None
+    store: Store,
+    decimals: int,
+    exact: bool,
+    alias: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[dict]:
-    """Every sensor as the API shows it; ``alias`` finds a protocol's devices."""
+    """Sensors as the API shows them; ``alias`` finds a protocol's devices.
+
+    ``after`` and ``limit`` page the list (see :func:`sensors_page`).
+    """
     with store.reading() as conn:
-        rows = sensor_sql.list_sensors(conn, alias)
-    return [sensor_view(row, decimals, exact) for row in rows]
+        rows = sensor_sql.list_sensors(conn, alias, after, limit)
+        hidden = accounts_sql.hidden_locations(conn)
+    return [sensor_view(row, decimals, exact, row.suid not in hidden) for row in rows]
+
+
+#: Longest sensor-list cursor (a SUID or a protocol device's SUID) accepted.
+MAX_CURSOR = 200
+
+
+def sensors_page(
+    store: Store,
+    decimals: int,
+    exact: bool,
+    args: Mapping[str, str],
+    settings: Mapping,
+) -> dict[str, Any]:
+    """``GET /v1/sensors``: a page of sensors by SUID, ``next`` when there are more.
+
+    The answer stays ``{"sensors": [...]}`` for a list that fits one page (1000 by
+    default), so clients of the unpaged list keep working.
+
+    :raise BadRequest: for a bad ``limit`` or ``cursor``.
+    """
+    limit = parse_page_size(
+        args.get("limit"),
+        settings["CO2LOGSERVER_SENSORS_PAGE_SIZE"],
+        settings["CO2LOGSERVER_READINGS_MAX_PAGE_SIZE"],
+    )
+    cursor = args.get("cursor") or None
+    if cursor is not None and len(cursor) > MAX_CURSOR:
+        raise BadRequest("cursor is not one this server gave out; start without it")
+    views = list_sensor_views(
+        store, decimals, exact, args.get("alias") or None, cursor, limit + 1
+    )
+    page: dict[str, Any] = {"sensors": views[:limit]}
+    if len(views) > limit:
+        page["next"] = views[limit - 1]["suid"]
+    return page
 
 
 def get_sensor_view(store: Store, suid: str, decimals: int, exact: bool) -> dict:
@@ -68,9 +118,10 @@ def get_sensor_view(store: Store, suid: str, decimals: int, exact: bool) -> dict
     suid = auth.parse_suid(suid)
     with store.reading() as conn:
         row = sensor_sql.get_sensor(conn, suid)
+        hidden = accounts_sql.hidden_locations(conn)
     if row is None:
         raise NotFound(f"No sensor {suid} has registered or posted readings")
-    return sensor_view(row, decimals, exact)
+    return sensor_view(row, decimals, exact, suid not in hidden)
 
 
 def parse_time(text: str | None, name: str) -> int | None:
@@ -151,6 +202,18 @@ def parse_cursor(text: str | None) -> tuple[int, int, int] | None:
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
+def parse_page_size(text: str | None, default: int, maximum: int) -> int:
+    """``limit``: a whole number above 0 (0 used to give one item), capped.
+
+    :raise BadRequest: for anything else.
+    """
+    if text in (None, ""):
+        return min(default, maximum)
+    if not re.fullmatch(r"[0-9]+", text) or not text.strip("0"):
+        raise BadRequest(f"limit must be a whole number above 0, not {text[:20]!r}")
+    return min(int(text) if len(text) < 19 else maximum, maximum)
+
+
 @dataclass
 class ReadingsQuery:
     """A checked ``GET /v1/sensors/<SUID>/readings``."""
@@ -173,12 +236,10 @@ def parse_readings_query(
 
     :raise BadRequest: naming the parameter that is wrong.
     """
-    limit_text = args.get("limit", "")
-    maximum = settings["CO2LOGSERVER_READINGS_MAX_PAGE_SIZE"]
-    if limit_text and not limit_text.isdigit():
-        raise BadRequest("limit must be a whole number")
-    limit = (
-        int(limit_text) if limit_text else settings["CO2LOGSERVER_READINGS_PAGE_SIZE"]
+    limit = parse_page_size(
+        args.get("limit"),
+        settings["CO2LOGSERVER_READINGS_PAGE_SIZE"],
+        settings["CO2LOGSERVER_READINGS_MAX_PAGE_SIZE"],
     )
     fmt = args.get("format", "json").lower()
     if fmt not in ("json", "csv"):
@@ -191,7 +252,7 @@ def parse_readings_query(
         types=parse_types(args.get("type")),
         verified=parse_verified(args.get("verified")),
         cursor=parse_cursor(args.get("cursor")),
-        limit=max(1, min(limit, maximum)),
+        limit=limit,
         aggregate=parse_interval(aggregate) if aggregate else None,
         format=fmt,
     )

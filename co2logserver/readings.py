@@ -136,8 +136,15 @@ def public_location(
     return round(latitude, decimals), round(longitude, decimals), height
 
 
-def location_view(row: Any, decimals: int, exact: bool) -> dict[str, float] | None:
-    """A sensor row's location as a JSON object, rounded unless ``exact``."""
+def location_view(
+    row: Any, decimals: int, exact: bool, public: bool = True
+) -> dict[str, float] | None:
+    """A sensor row's location as a JSON object, rounded unless ``exact``.
+
+    ``public=False`` (the owner hid it, §12) shows no location to the public.
+    """
+    if not exact and not public:
+        return None
     place: tuple[float, float, float | None] | None
     if exact:
         place = (row.latitude, row.longitude, row.elevation)

@@ -18,6 +18,7 @@ from co2logserver.errors import BadRequest, NotFound, PayloadTooLarge
 from co2logserver.ingest import raise_errors
 from co2logserver.parsers import parse_json_document
 from co2logserver.store import Store
+from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import sensors as sensor_sql
 from co2logserver.store.columns import short_repr, text_problem
 
@@ -131,6 +132,8 @@ def register_sensor(
         sensor_sql.save_sensor(
             conn, suid, registration, True, metadata, now, exists=sensor is not None
         )
+        if sensor is not None:  # a position its owner set wins (§12)
+            accounts_sql.keep_owner_location(conn, suid, now)
     return secret
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from co2logserver import auth, replay
-from co2logserver.errors import BadOpenSmogHash, Conflict, Forbidden
+from co2logserver.errors import BadOpenSmogHash, Conflict, Forbidden, HashMismatch
 from co2logserver.store import sensors as sensor_sql
 
 
@@ -76,10 +76,9 @@ def check_signature(
             "refused for it (a downgrade would allow replays)"
         )
     if not auth.opensmog_hash_matches(authorization, signed, secret):
-        raise BadOpenSmogHash(
+        raise HashMismatch(
             "The OpenSmogHash does not match: send sha256 of the exact body bytes as "
-            "sent (compressed, if gzip) with the SECRET (64 hex characters) appended, "
-            "as hex"
+            "sent with the SECRET (64 hex characters) appended, as hex"
         )
     return None
 
@@ -93,7 +92,7 @@ def checked_v2(settings, authorization, signed, secret, now) -> replay.Signature
             "seq=<counter>,hash=<64 hex characters>"
         )
     if not replay.signs(signature, signed, secret):
-        raise BadOpenSmogHash(
+        raise HashMismatch(
             'The OpenSmogHash2 does not match: send sha256 of f"{ts}:{seq}:" + the '
             "exact body bytes as sent + the SECRET, as hex"
         )

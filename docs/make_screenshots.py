@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -83,9 +84,13 @@ def post(base: str, path: str, items: list[dict], secret: str | None) -> None:
         request(base, "POST", path, body, headers)
 
 
-def seed(base: str) -> None:
-    """Three sensors over two weeks, one silent rogue, a day of legacy uploads."""
+def seed(base: str) -> dict[str, str]:
+    """Three sensors over two weeks, one silent rogue, a day of legacy uploads.
+
+    Returns the SECRETs of the secure sensors by SUID.
+    """
     now = int(time.time()) // 600 * 600
+    secrets = {}
     for index, (suid, place, lat, lon, secure) in enumerate(SENSORS):
         secret = None
         if secure:
@@ -101,6 +106,7 @@ def seed(base: str) -> None:
                 json.dumps(meta).encode(),
                 {"Content-Type": "application/json"},
             )
+            secrets[suid] = secret
         route = (
             f"/v1/sensors/{suid}/readings"
             if secure
@@ -122,6 +128,65 @@ def seed(base: str) -> None:
         json.dumps(rows).encode(),
         {"Content-Type": "application/json"},
     )
+    return secrets
+
+
+def photograph(tab, base: str, name: str, path: str) -> None:
+    """One page, at most 1500 pixels high."""
+    tab.goto(base + path)
+    tab.wait_for_load_state("load")
+    height = min(tab.evaluate("document.body.scrollHeight"), 1500)
+    clip = {"x": 0, "y": 0, "width": 1200, "height": height}
+    tab.screenshot(path=str(OUT / name), clip=clip, full_page=True)
+    print("wrote", OUT / name)
+
+
+def shoot_owners(app, base: str, secrets: dict[str, str]) -> None:
+    """The owners' pages (docs/owners.rst): claim, settings, my sensors, the map."""
+    from co2logserver import accounts
+    from co2logserver.store import get_store
+
+    suid = SENSORS[0][0]
+    try:  # a rejected request for the status page (a wrong hash: 401)
+        request(
+            base,
+            "POST",
+            f"/v1/sensors/{suid}/readings",
+            b'[{"timestamp": 1700000000, "readings": {"PM10": 3}}]',
+            {"Authorization": "OpenSmogHash " + "0" * 64},
+        )
+    except urllib.error.HTTPError:
+        pass
+    accounts.create_user(get_store(app), "anna@example.org", "correct horse battery")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+        )
+        tab = browser.new_page(viewport={"width": 1200, "height": 800})
+        tab.goto(base + "/signin")
+        tab.fill("#username", "anna@example.org")
+        tab.fill("#password", "correct horse battery")
+        with tab.expect_navigation():
+            tab.click("#signin-form button")
+        tab.goto(base + "/claim")
+        tab.fill("#suid", suid)
+        tab.fill("#code", accounts.claim_code(secrets[suid]))
+        tab.fill("#claim-latitude", str(SENSORS[0][2]))
+        tab.fill("#claim-longitude", str(SENSORS[0][3]))
+        tab.screenshot(path=str(OUT / "claim.png"), clip=CLIP_FORM)
+        print("wrote", OUT / "claim.png")
+        with tab.expect_navigation():
+            tab.click("#claim-form button")
+        tab.fill("#name", "Marktplatz, 2nd floor")
+        with tab.expect_navigation():
+            tab.click("#save-profile")
+        photograph(tab, base, "owner_sensor.png", f"/my/sensors/{suid}")
+        photograph(tab, base, "my_sensors.png", "/my/sensors")
+        photograph(tab, base, "map.png", "/map")
+        browser.close()
+
+
+CLIP_FORM = {"x": 0, "y": 0, "width": 1200, "height": 640}
 
 
 def shoot(base: str) -> None:
@@ -140,17 +205,12 @@ def shoot(base: str) -> None:
         )
         tab = browser.new_page(viewport={"width": 1200, "height": 800})
         for name, path in pages.items():
-            tab.goto(base + path)
-            tab.wait_for_load_state("load")
-            height = min(tab.evaluate("document.body.scrollHeight"), 1500)
-            clip = {"x": 0, "y": 0, "width": 1200, "height": height}
-            tab.screenshot(path=str(OUT / name), clip=clip, full_page=True)
-            print("wrote", OUT / name)
+            photograph(tab, base, name, path)
         browser.close()
 
 
 def main() -> None:
-    """Serve, seed, shoot, stop."""
+    """Serve, seed, shoot, stop; ``owners`` as argument: the owners' pages only."""
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(
             {
@@ -164,8 +224,10 @@ def main() -> None:
         thread.start()
         base = f"http://127.0.0.1:{server.server_port}"
         try:
-            seed(base)
-            shoot(base)
+            secrets = seed(base)
+            if sys.argv[1:] != ["owners"]:
+                shoot(base)
+            shoot_owners(app, base, secrets)
         finally:
             server.shutdown()
             thread.join(timeout=10)

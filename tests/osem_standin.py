@@ -142,6 +142,8 @@ class OsemStandin:
         self.calls: list[tuple[str, str]] = []
         self.issued_secrets: set[str] = set()
         self.fail_status: int | None = None
+        #: (method, path regex) -> status: answer just those requests with an error.
+        self.fail_routes: dict[tuple[str, str], int] = {}
         self._answering = threading.Event()
         self._answering.set()
         self.refuse_box_names: set[str] = set()
@@ -293,6 +295,9 @@ class OsemStandin:
         """Route one request and turn errors into restify-style JSON."""
         if self.fail_status is not None:
             return self._error(self.fail_status, "stand-in is failing on purpose")
+        for (method, pattern), status in self.fail_routes.items():
+            if request.method == method and re.fullmatch(pattern, request.path):
+                return self._error(status, f"stand-in refuses {method} {pattern}")
         try:
             endpoint, args = self._routes.bind_to_environ(request.environ).match()
             status, body = endpoint(request, **args)

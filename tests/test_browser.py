@@ -81,8 +81,11 @@ class LiveServer:
 
     def request(self, method: str, path: str, body: bytes = b"", headers=None):
         """Send one request and return ``(status, body text)``."""
+        # urllib would declare a body application/x-www-form-urlencoded (a 415
+        # for readings): these bodies are JSON.
+        headers = {"Content-Type": "application/json", **(headers or {})}
         request = urllib.request.Request(
-            self.url + path, data=body or None, method=method, headers=headers or {}
+            self.url + path, data=body or None, method=method, headers=headers
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
@@ -236,7 +239,8 @@ def screenshot_on_failure(test):
         except BaseException:
             ARTIFACTS.mkdir(exist_ok=True)
             target = ARTIFACTS / f"{test.__name__}.png"
-            kwargs["page"].tab.screenshot(path=str(target), full_page=True)
+            tab = next(v for v in kwargs.values() if isinstance(v, Page))
+            tab.tab.screenshot(path=str(target), full_page=True)
             raise
 
     return run
@@ -394,3 +398,156 @@ def test_pages_work_without_javascript(chromium, live, page):
         assert tab.locator("#sensor-table tbody tr").count() == 2
     finally:
         context.close()
+
+
+# --- The /download chart (#12) -------------------------------------------------------
+
+LEGACY_DB = Path(__file__).parent / "data" / "co2-0.1.2.sqlite"
+CHART_T0 = 1_750_000_000  # the first of the uploaded rows; ten days later, 20 more
+
+
+@pytest.fixture(scope="module")
+def legacy_live(tmp_path_factory):
+    """A copy of the 0.1.2 database (time, time_utc, lat, lon…) plus rows with a
+    ten-day hole, an id, a height and values of ten digits."""
+    db = tmp_path_factory.mktemp("legacy-chart") / "co2.sqlite"
+    shutil.copy(LEGACY_DB, db)
+    app = create_app({"DB": str(db), "RATELIMIT_ENABLED": False})
+    server = LiveServer(app)
+    times = [CHART_T0 + 60 * i for i in range(20)]
+    times += [CHART_T0 + 10 * 86400 + 60 * i for i in range(20)]
+    rows = {
+        "time": times,
+        "co2": [500 + i for i in range(40)],
+        "big": [1_000_000_000 + 1000 * i for i in range(40)],
+        "box_id": [7] * 40,
+        "height": [312.5] * 40,
+        "lat": [48.5] * 40,
+        "lon": [9.05] * 40,
+    }
+    try:
+        status, _ = server.request(
+            "POST",
+            "/upload",
+            json.dumps(rows).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 200
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def legacy_page(chromium, legacy_live):
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    tab = Page(context, legacy_live.url)
+    yield tab
+    context.close()
+
+
+def data_chart(page: Page) -> dict:
+    """The download chart: x label, x values, series labels and y data."""
+    return page.tab.evaluate(
+        """() => { const u = window.co2charts.data; return {
+            xLabel: u.series[0].label,
+            xs: u.data[0],
+            labels: u.series.slice(1).map(s => s.label),
+            ys: u.data.slice(1),
+        }; }"""
+    )
+
+
+@screenshot_on_failure
+def test_download_chart_x_is_the_time_column_of_the_legacy_db(legacy_page):
+    page = legacy_page
+    page.open("/download")
+    page.charts_ready()
+    page.check_clean()
+    chart = data_chart(page)
+    assert chart["xLabel"] == "time (UTC)"
+    assert page.tab.get_attribute("#data-chart", "data-x-column") == "time"
+    xs = [x for x in chart["xs"] if x is not None]
+    # 2017-07-14 from the 0.1.2 rows and the uploaded times; the upload time
+    # (2026, every row the same minute) is not the axis.
+    assert min(xs) == 1500000000
+    assert max(xs) == CHART_T0 + 10 * 86400 + 60 * 19
+
+
+@screenshot_on_failure
+def test_download_chart_draws_measurements_only(legacy_page):
+    page = legacy_page
+    page.open("/download")
+    page.charts_ready()
+    labels = data_chart(page)["labels"]
+    assert labels == ["co2", "temperature_c", "big"]
+    for name in ("time", "time_utc", "lat", "lon", "box_id", "height"):
+        assert name not in labels
+    page.check_clean()
+
+
+@screenshot_on_failure
+def test_download_chart_breaks_lines_at_gaps(legacy_page):
+    page = legacy_page
+    page.open("/download?cols=time,co2&min_time=" + str(CHART_T0))
+    page.charts_ready()
+    chart = data_chart(page)
+    (co2,) = chart["ys"]
+    assert co2.count(None) == 1  # the ten-day hole, once
+    hole = co2.index(None)
+    assert chart["xs"][hole - 1] < chart["xs"][hole] < chart["xs"][hole + 1]
+    assert chart["xs"][hole + 1] - chart["xs"][hole - 1] > 9 * 86400
+    assert len([y for y in co2 if y is not None]) == 40
+    page.check_clean()
+
+
+@screenshot_on_failure
+def test_download_chart_axes_fit_their_labels(legacy_page):
+    page = legacy_page
+    page.open("/download?cols=time,big,co2")
+    page.charts_ready()
+    fits = page.tab.evaluate(
+        """() => { const u = window.co2charts.data;
+            return u.axes.slice(1).map(a => {
+              u.ctx.font = a.font[0];
+              const widest = Math.max(...a._values.map(
+                v => u.ctx.measureText(String(v)).width)) / devicePixelRatio;
+              return {values: a._values, need: widest + a.ticks.size + a.gap,
+                      size: a._size};
+            }); }"""
+    )
+    assert any("1,000,0" in str(axis["values"]) for axis in fits)
+    for axis in fits:
+        assert axis["size"] >= axis["need"], axis
+    page.check_clean()
+
+
+@pytest.fixture(scope="module")
+def empty_live(tmp_path_factory):
+    db = tmp_path_factory.mktemp("empty") / "co2.sqlite"
+    server = LiveServer(create_app({"DB": str(db), "RATELIMIT_ENABLED": False}))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def empty_page(chromium, empty_live):
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    tab = Page(context, empty_live.url)
+    yield tab
+    context.close()
+
+
+@screenshot_on_failure
+def test_empty_download_says_there_is_no_data_and_how_to_upload(empty_page, empty_live):
+    page = empty_page
+    page.open("/download")
+    page.check_clean()
+    text = page.tab.inner_text("#no-data")
+    assert "There is no data yet" in text
+    assert f"POST {empty_live.url}/upload" in text
+    links = page.tab.eval_on_selector_all(
+        "#no-data a", "els => els.map(a => a.pathname)"
+    )
+    assert "/uploadhelp" in links
+    assert page.tab.locator("#data-chart").count() == 0

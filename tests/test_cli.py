@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -118,7 +119,11 @@ def test_gunicorn_halts_on_a_broken_config(tmp_path):
         timeout=60,
     )
     assert result.returncode == 3
-    assert "ConfigError: CO2LOGSERVER_DB: unsupported database 'mysql'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        "co2logserver: configuration error: CO2LOGSERVER_DB: unsupported database"
+        in result.stderr
+    )
 
 
 def test_gunicorn_serves_the_module_application(tmp_path):
@@ -161,3 +166,35 @@ def test_gunicorn_serves_the_module_application(tmp_path):
         process.terminate()
         process.wait(timeout=15)
     assert (tmp_path / "g.sqlite").exists()
+
+
+def test_dev_server_logs_have_no_ansi_escapes_off_a_terminal(tmp_path):
+    """Its log goes to a pipe here, as to a file or the journal: plain text."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CO2LOGSERVER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "co2logserver", "-p", str(port), "-f", "d.sqlite"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/no-such-page", timeout=5
+                )
+            except urllib.error.HTTPError as error:  # the 404 werkzeug logs in colour
+                assert error.code == 404
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=10)[0].decode()
+    assert "GET /no-such-page HTTP/1.1" in output
+    assert "\x1b[" not in output

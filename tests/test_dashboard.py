@@ -308,6 +308,33 @@ SETTINGS = {"CO2LOGSERVER_TIME_COLS": ["time"], "CO2LOGSERVER_UPLOAD_TIME_COL": 
             (["Time"], ["Temp"]),
         ),
         (["up", "x"], {"up": "datetime", "x": "any"}, (["up"], [])),
+        (  # 0.1.2's database: its time_utc, lat and lon are numbers, not measured
+            ["up", "co2", "time_utc", "temperature_c", "time", "lon", "lat"],
+            {
+                "up": "datetime",
+                "co2": "int",
+                "time_utc": "int",
+                "temperature_c": "float",
+                "time": "datetime",
+                "lon": "float",
+                "lat": "float",
+            },
+            (["time", "up"], ["co2", "temperature_c"]),
+        ),
+        (
+            ["up", "id", "box_id", "height", "Latitude", "timestamp", "pm10", "hum"],
+            {
+                "up": "datetime",
+                "id": "int",
+                "box_id": "int",
+                "height": "float",
+                "Latitude": "float",
+                "timestamp": "int",
+                "pm10": "float",
+                "hum": "int",
+            },
+            (["up"], ["pm10", "hum"]),
+        ),
     ],
 )
 def test_chart_columns(header, kinds, expected):

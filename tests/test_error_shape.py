@@ -49,9 +49,10 @@ def test_body_too_large_is_413_json(make_app):
 
 
 def test_storage_unavailable_is_503_with_retry_after(make_app, tmp_path):
-    client = make_app(
-        DB=str(tmp_path / "no" / "such" / "dir" / "db.sqlite"), SPOOL_MAX_BYTES=0
-    ).test_client()
+    (tmp_path / "dir").mkdir()
+    app = make_app(DB=str(tmp_path / "dir" / "db.sqlite"), SPOOL_MAX_BYTES=0)
+    (tmp_path / "dir").rmdir()  # lost after the start (a missing one stops it)
+    client = app.test_client()
     response = client.post("/upload", json={"x": 1})
     assert_canonical_error(response, 503)
     assert response.headers["Retry-After"].isdigit()

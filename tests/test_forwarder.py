@@ -385,6 +385,41 @@ def test_refused_box_is_parked_others_continue(
     assert osem_standin.count("POST", "/boxes/[0-9a-f]+/data") == posts + 1
 
 
+def test_refused_box_list_is_retried_not_parked(
+    forwarding, osem_standin: OsemStandin
+) -> None:
+    """A 4xx on GET /users/me/boxes keeps the items, backs off and shows the error;
+    they go once OSEM lists the boxes again (#12)."""
+    setup = forwarding(OSEM_MAX_BACKOFF=4)
+    setup.upload("a", 0, 400)
+    setup.upload("b", 0, 500)
+    forwarder = setup.forwarder()
+    osem_standin.fail_routes[("GET", "/users/me/boxes")] = 400
+    assert [forwarder.step() for _ in range(3)] == [1.0, 2.0, 4.0]
+    status = setup.status()
+    assert (status["pending"], status["parked"]) == (2, 0)
+    assert "listing the account's boxes" in status["last_error"]
+    assert "400" in status["last_error"]
+    items = setup.items()
+    assert [item.parked_at for item in items] == [None, None]
+    assert items[0].attempts == 3  # the round stops there: OSEM is not usable
+    osem_standin.fail_routes.clear()
+    setup.drain(forwarder)
+    assert (co2_of(osem_standin, "a"), co2_of(osem_standin, "b")) == ([400], [500])
+    assert setup.status()["parked"] == 0
+
+
+def test_refused_new_box_is_parked(forwarding, osem_standin: OsemStandin) -> None:
+    """Creating the box for the data is refused (422): the data is parked."""
+    osem_standin.fail_routes[("POST", "/boxes")] = 422
+    setup = forwarding()
+    setup.upload("a", 0, 400)
+    setup.forwarder().step()
+    [item] = setup.items()
+    assert item.parked_at is not None
+    assert "422" in item.parked_reason
+
+
 def test_parked_items_requeued_with_sql(forwarding, osem_standin: OsemStandin) -> None:
     """The requeue statement of docs/forwarding.rst sends parked items once."""
     osem_standin.refuse_box_names.add(BAD_BOX)

@@ -7,6 +7,7 @@ form upload with ``lat``/``lon``.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sqlite3
 from pathlib import Path
@@ -68,3 +69,36 @@ def test_index_counts_legacy_rows(legacy_client):
     client, _path = legacy_client
     page = client.get("/").get_data(as_text=True)
     assert ">5<" in page
+
+
+def test_first_start_logs_one_line_of_what_it_changed(tmp_path, make_app, caplog):
+    """WAL and the new tables, said once, on the first start; nothing the next time."""
+    path = tmp_path / "co2.sqlite"
+    shutil.copy(LEGACY_DB, path)
+    with caplog.at_level(logging.INFO, logger="co2logserver"):
+        first = make_app(DB=str(path))
+        assert first.test_client().get("/download?format=json").status_code == 200
+    lines = [r.getMessage() for r in caplog.records if "0.1.2" in r.getMessage()]
+    assert len(lines) == 1, lines
+    (line,) = lines
+    assert str(path) in line
+    assert "switched the file from delete to WAL journal mode" in line
+    assert "added the tables" in line and "sensors" in line and "outbox" in line
+    assert "the data table and its rows are unchanged" in line
+    assert [r.levelno for r in caplog.records if "0.1.2" in r.getMessage()] == [
+        logging.WARNING  # shown at the default CO2LOGSERVER_LOGLEVEL
+    ]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="co2logserver"):
+        again = make_app(DB=str(path))
+        assert again.test_client().get("/download?format=json").status_code == 200
+    assert not [r for r in caplog.records if "0.1.2" in r.getMessage()]
+
+
+def test_a_new_database_logs_no_upgrade(tmp_path, make_app, caplog):
+    with caplog.at_level(logging.INFO, logger="co2logserver"):
+        app = make_app(DB=str(tmp_path / "new.sqlite"))
+        assert app.test_client().get("/download?format=json").status_code == 200
+    assert not [r for r in caplog.records if "0.1.2" in r.getMessage()]

@@ -145,10 +145,10 @@ def test_outbox_backlog_is_read_at_scrape_time(make_app):
 
 
 def test_unreachable_database_shows_in_health_and_metrics(make_app, tmp_path):
-    client = make_app(
-        DB=str(tmp_path / "no" / "such" / "dir" / "db.sqlite"), SPOOL_MAX_BYTES=0
-    )
-    client = client.test_client()
+    (tmp_path / "dir").mkdir()
+    app = make_app(DB=str(tmp_path / "dir" / "db.sqlite"), SPOOL_MAX_BYTES=0)
+    (tmp_path / "dir").rmdir()  # lost after the start (a missing one stops it)
+    client = app.test_client()
     health = client.get("/health")
     assert health.status_code == 503
     assert health.get_json() == {"status": "unavailable", "database": "unreachable"}

@@ -855,3 +855,21 @@ def test_qos0_readings_are_queued_while_the_subscriber_is_away(tls_broker, make_
         subscriber.stop()
     readings = app.test_client().get(f"/v1/sensors/{DEVICE_SUID}/readings").json
     assert {r["timestamp"] for r in readings["readings"]} == {NOW - 2, NOW - 1}
+
+
+def test_refusals_are_kept_for_the_owners_page(mq):
+    """SPEC §12: the owner sees an MQTT refusal as an HTTP one (no header kept)."""
+    mq.subscriber()
+    suid = SensorActions.new_suid()
+    secret = mq.sensors.register(suid)
+    body = readings_body(NOW - 9)
+    device = mq.device()
+    device.publish(f"v1/sensors/{suid}/readings/{signed_elsewhere(body, secret)}", body)
+    _topic, error, _props = device.next_error()
+    with get_store(mq.app).reading() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT suid, status, protocol, message, excerpt FROM rejected_requests"
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (suid, 401, "MQTT readings", error["error"], body.decode()[:120])
+    ]

@@ -457,6 +457,47 @@ def test_refused_box_is_refused_with_reason(osem_standin: OsemStandin) -> None:
     ]
 
 
+#: OSEM calls about the account or its boxes, not about the measurements (#12).
+ACCOUNT_CALLS = {
+    "box-list": (("GET", "/users/me/boxes"), "listing the account's boxes"),
+    "add-sensors": (("PUT", "/boxes/[0-9a-f]+"), "adding sensors to box"),
+}
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+@pytest.mark.parametrize("call", ACCOUNT_CALLS)
+def test_refused_account_call_is_retryable(
+    osem_standin: OsemStandin, call: str, status: int
+) -> None:
+    """A 4xx that is no verdict on the data: OsemRetryable naming the call."""
+    forwarder = forwarder_for(osem_standin)
+    forwarder.forward_legacy([row("a", 0, scd30_co2_ppm=400)])
+    route, words = ACCOUNT_CALLS[call]
+    osem_standin.fail_routes[route] = status
+    forwarder.forget_boxes()
+    with pytest.raises(OsemRetryable) as caught:
+        forwarder.forward_legacy([row("a", 1, scd30_co2_ppm=401, sht31_rh_perc=50)])
+    assert caught.value.status == status
+    assert words in caught.value.message
+    assert "stand-in refuses" in caught.value.message
+    osem_standin.fail_routes.clear()
+    forwarder.forward_legacy([row("a", 1, scd30_co2_ppm=401, sht31_rh_perc=50)])
+    assert [m["value"] for m in osem_standin.measurements] == [400.0, 401.0, 50.0]
+
+
+@pytest.mark.parametrize(
+    "route", [("POST", "/boxes"), ("POST", "/boxes/[0-9a-f]+/data")]
+)
+def test_refused_data_or_its_new_box_is_refused(
+    osem_standin: OsemStandin, route: tuple[str, str]
+) -> None:
+    """A 4xx to the measurements (or to creating their box) is for good."""
+    osem_standin.fail_routes[route] = 422
+    with pytest.raises(OsemRefused) as caught:
+        forwarder_for(osem_standin).forward_legacy([row("a", 0, scd30_co2_ppm=1)])
+    assert caught.value.status == 422
+
+
 def test_waiting_wins_over_refused(osem_standin: OsemStandin) -> None:
     """With one box refused and one unplaceable, the caller is told to wait."""
     osem_standin.refuse_box_names.add("co2logserver senseBox bad")

@@ -13,9 +13,10 @@ import logging
 import math
 import os
 import sqlite3
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 
-from co2logserver.errors import StorageUnavailable
+from co2logserver.errors import ConfigError, StorageUnavailable
 from co2logserver.store import deadline, schema, writer_lock
 from co2logserver.store.columns import DataTable
 from co2logserver.store.prepared import driver_cursor, driver_rows, placeholders
@@ -53,7 +54,12 @@ def database_url(value: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-def enable_wal(cursor, timeout: float) -> None:
+#: Journal modes this process switched SQLite files from, by file (for the one
+#: upgrade line of :meth:`Store.ensure_schema`).
+SWITCHED_TO_WAL: dict[str, str] = {}
+
+
+def enable_wal(cursor, timeout: float, path: str | None = None) -> None:
     """Put the database in WAL mode (kept in the file, so it is switched once).
 
     Switching needs the database to itself, and SQLite answers "database is locked"
@@ -63,12 +69,57 @@ def enable_wal(cursor, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            before = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if before.lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+                if path:
+                    SWITCHED_TO_WAL[path] = before.lower()
             return
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.005)
+
+
+#: How every SQLite database file begins (an empty file is one too).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_file(url: str) -> None:
+    """Refuse, at start, a database file SQLite could never open or write.
+
+    Without this a missing directory or a read-only mount only shows at the first
+    request, as a 503 "retry later" that sensors would retry forever. SQLite also
+    writes its journal and WAL files beside the database, so the directory must be
+    writable too.
+
+    :raise ConfigError: one line naming ``CO2LOGSERVER_DB``, the path and the OS error.
+    """
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = os.path.abspath(database)
+    directory = os.path.dirname(path)
+    target = path
+    try:
+        if os.path.exists(path):
+            with open(path, "r+b") as existing:
+                header = existing.read(len(SQLITE_HEADER))
+            if header and header != SQLITE_HEADER[: len(header)]:
+                raise ConfigError(
+                    f"CO2LOGSERVER_DB: {path} is not an SQLite database (its first "
+                    "bytes are not 'SQLite format 3'); name a database file, or a "
+                    "new path for an empty one"
+                )
+        target = directory
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            f"CO2LOGSERVER_DB: cannot write the SQLite database {path} "
+            f"({target}: {reason})"
+        ) from None
 
 
 def busy_milliseconds(seconds: float) -> int:
@@ -88,6 +139,7 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     )
     synchronous = settings["CO2LOGSERVER_SQLITE_SYNCHRONOUS"]
     busy_timeout = settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"]
+    database = make_url(url).database
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection, record):
@@ -95,7 +147,7 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
         # write lock up front (pysqlite would defer it to the first INSERT).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        enable_wal(cursor, busy_timeout)
+        enable_wal(cursor, busy_timeout, database)
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
         record.info[BUSY_KEY] = busy_milliseconds(busy_timeout)
@@ -113,10 +165,37 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
             fairy.info[BUSY_KEY] = wait
         fairy.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    database = make_url(url).database
     if database and database != ":memory:":
         writer_lock.install(engine, database)
     return engine
+
+
+#: Words of a driver's outage message, by the cause ``/metrics`` counts them under.
+OUTAGE_KINDS = (
+    ("locked", ("locked", "busy")),
+    ("disk", ("disk", "read-only", "readonly", "no space")),
+    ("timeout", ("timeout", "timed out")),
+    (
+        "unreachable",
+        ("unable to open", "connect", "connection", "server closed", "terminating"),
+    ),
+)
+
+
+def outage_kind(error: BaseException) -> str:
+    """What kind of outage ``error`` is: locked, disk, timeout, unreachable, other."""
+    text = outage_cause(error).lower()
+    for kind, words in OUTAGE_KINDS:
+        if any(word in text for word in words):
+            return kind
+    return "other"
+
+
+def outage_cause(error: BaseException) -> str:
+    """The driver's own words for an outage ("unable to open database file"...)."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    return text[0][:200] if text else type(cause).__name__
 
 
 #: The spool record the current write transaction applies (SPEC §10), if any.
@@ -189,6 +268,7 @@ class Store:
         self.url = database_url(settings["CO2LOGSERVER_DB"])
         self.retry_after = str(settings["CO2LOGSERVER_RETRY_AFTER"])
         if self.url.startswith("sqlite"):
+            check_sqlite_file(self.url)
             self.engine = sqlite_engine(self.url, settings)
             #: Seconds a store call may wait in all (see store.deadline).
             self.timeout = float(settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"])
@@ -217,6 +297,8 @@ class Store:
         self.applier: Any = None
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        #: Called with :func:`outage_kind` of every outage (``metrics`` counts them).
+        self.on_outage: Callable[[str], None] | None = None
 
     def init_app(self, app) -> None:
         """Attach to ``app``; the schema is created on first use, not at import."""
@@ -230,7 +312,7 @@ class Store:
         # long as their budget lasts, like for any other lock.
         left = deadline.remaining()
         if not self._schema_lock.acquire(timeout=-1 if left is None else left):
-            raise self.unavailable(TimeoutError("the schema is being created"))
+            raise self.unavailable(TimeoutError("timed out: the schema is being made"))
         try:
             self._create_schema()
         finally:
@@ -246,10 +328,14 @@ class Store:
                 # Workers start together; PostgreSQL's CREATE TABLE is not
                 # "if not exists" across concurrent transactions, so take turns.
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
+            before = set(inspect(conn).get_table_names())
             schema.metadata.create_all(conn)
             add_missing_sensor_columns(conn)
             self.data.ensure(conn)
         self._schema_ready = True
+        added = sorted(set(schema.metadata.tables) - before)
+        if self.data.name in before and added:
+            self.log_upgrade(added)
 
     def _schema_complete(self) -> bool:
         """Whether every table and column exists already, read without a write lock.
@@ -277,11 +363,41 @@ class Store:
                 raise
             raise self.unavailable(error) from error
 
+    def log_upgrade(self, added: list[str]) -> None:
+        """One line for the first start on a database of co2logserver 0.1.2: what
+        changed in the file (docs/deployment.rst, Upgrading, says the same)."""
+        database = make_url(self.url).database or self.url
+        switched = SWITCHED_TO_WAL.get(database)
+        journal = (
+            f"switched the file from {switched} to WAL journal mode (back up the "
+            "-wal file with it), "
+            if switched
+            else ""
+        )
+        where = database if self.dialect == "sqlite" else "the PostgreSQL database"
+        log.warning(
+            "first start on the co2logserver 0.1.2 database %s: %sadded the tables "
+            "%s; the %s table and its rows are unchanged",
+            where,
+            journal,
+            ", ".join(added),
+            self.data.name,
+        )
+
     def unavailable(self, error: BaseException) -> StorageUnavailable:
-        """The 503 a client gets when the database is down or locked too long."""
-        log.warning("database unavailable: %s", type(error).__name__)
+        """The 503 a client gets when the database is down or locked too long.
+
+        The log line names the cause (the driver's message, never the statement or
+        its values); whether "nothing was stored" is added is up to the web layer,
+        which knows if the request was a write.
+        """
+        log.warning(
+            "database unavailable: %s: %s", type(error).__name__, outage_cause(error)
+        )
+        if self.on_outage is not None:
+            self.on_outage(outage_kind(error))
         return StorageUnavailable(
-            "The database is unavailable right now; retry later. Nothing was stored.",
+            "The database is unavailable right now; retry later.",
             headers={"Retry-After": self.retry_after},
         )
 

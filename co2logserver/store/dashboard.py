@@ -56,13 +56,15 @@ def upload_counts(store: Any, now: datetime.datetime) -> dict[str, Any]:
 
 
 def sensor_counts(conn: Connection, silent_after: int, now: float) -> dict[str, int]:
-    """Sensors, stored readings, and sensors with (or without) a recent reading."""
+    """Sensors, stored readings, sensors with (or without) a recent reading, and
+    the time of the newest reading (``None`` before the first)."""
     active = func.sum(case((sensors.c.last_ts >= int(now - silent_after), 1), else_=0))
     row = conn.execute(
         select(
             func.count(),
             func.coalesce(func.sum(sensors.c.reading_count), 0),
             active,
+            func.max(sensors.c.last_ts),
         )
     ).one()
     total, stored, recent = row[0], int(row[1]), int(row[2] or 0)
@@ -71,6 +73,7 @@ def sensor_counts(conn: Connection, silent_after: int, now: float) -> dict[str, 
         "readings": stored,
         "active": recent,
         "silent": total - recent,
+        "newest_reading": row[3],
     }
 
 

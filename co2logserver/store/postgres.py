@@ -60,7 +60,7 @@ class BoundedConnection(psycopg.Connection):
             # instead of pooling it.
             self.pgconn.finish()
             raise psycopg.OperationalError(
-                f"the database did not answer within {timeout:g} s"
+                f"timed out: the database did not answer within {timeout:g} s"
             ) from None
 
 
@@ -93,7 +93,9 @@ def connect(bound: float, cargs, cparams: Mapping[str, Any]) -> BoundedConnectio
     """
     left = deadline.clamp(bound)
     if left <= 0:
-        raise psycopg.errors.ConnectionTimeout("no time left to connect")
+        raise psycopg.errors.ConnectionTimeout(
+            "connection timeout: no time left to connect"
+        )
     conn = BoundedConnection.connect(
         *cargs, **connection_parameters(bound, cparams, left)
     )

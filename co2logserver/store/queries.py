@@ -61,7 +61,7 @@ def parse_download_args(
         if bound in ("min", "max") and name and value != "":
             actual = known_column(name, columns, key)
             target = query.minimum if bound == "min" else query.maximum
-            target[actual] = filter_value(value, columns.kind(actual))
+            target[actual] = filter_value(value, columns.kind(actual), key)
     if args.get("order_by"):
         query.order_by = parse_order(args["order_by"], columns)
     return query
@@ -98,8 +98,11 @@ def parse_order(text: str, columns: Columns) -> tuple[str, str]:
     return known_column(name.strip(), columns, "order_by"), direction
 
 
-def filter_value(text: str, kind: str) -> Any:
-    """A filter bound as the column compares it; times may be UNIX seconds."""
+def filter_value(text: str, kind: str, parameter: str = "value") -> Any:
+    """A filter bound as the column compares it; times may be UNIX seconds.
+
+    :raise BadRequest: naming ``parameter`` (e.g. ``min_co2``) and its value.
+    """
     value = coerce_number(text)
     if kind == "datetime":
         try:
@@ -108,10 +111,11 @@ def filter_value(text: str, kind: str) -> Any:
             return datetime.datetime.fromisoformat(text)
         except (ValueError, OverflowError):  # 1e100 seconds overflow a datetime
             raise BadRequest(
-                f"{text[:32]!r} is not a time: use UNIX seconds or ISO 8601"
+                f"{parameter}: {text[:32]!r} is not a time: use UNIX seconds or "
+                "ISO 8601"
             ) from None
     if kind in ("int", "float") and isinstance(value, str):
-        raise BadRequest(f"{text[:32]!r} is not a number")
+        raise BadRequest(f"{parameter}: {text[:32]!r} is not a number")
     return value
 
 

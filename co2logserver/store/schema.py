@@ -145,3 +145,99 @@ spool_applied = Table(
     metadata,
     Column("id", String(128), primary_key=True),
 )
+
+
+# -------------------------------------------------------------------- owners (§12)
+# New tables only: ``create_all`` adds them to existing databases.
+
+#: Owner accounts of the web pages. ``username`` is stored lower-cased.
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("username", String(254), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+#: Who owns a sensor: the primary key is the one-owner rule (a claim race has one
+#: winner).
+sensor_owners = Table(
+    "sensor_owners",
+    metadata,
+    Column("suid", String(36), primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("users.id"), nullable=False, index=True),
+    Column("claimed_at", BigInteger, nullable=False),
+)
+
+#: Operator-issued claim codes (for rogue sensors and lost devices), hashed.
+claim_codes = Table(
+    "claim_codes",
+    metadata,
+    Column("suid", String(36), primary_key=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("issued_at", BigInteger, nullable=False),
+)
+
+#: Invitation codes for ``CO2LOGSERVER_SIGNUP = "invitation"``: ``<id>-<token>``,
+#: the token kept hashed (looked up by id, compared in constant time), used once.
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("issued_at", BigInteger, nullable=False),
+    Column("used_by", BigInteger),
+)
+
+#: What the owner set for a sensor: its name, the private address and position,
+#: and whether its rounded location is public at all. Kept apart from the owner,
+#: so a transfer keeps it.
+sensor_profiles = Table(
+    "sensor_profiles",
+    metadata,
+    Column("suid", String(36), primary_key=True),
+    Column("name", Text),
+    Column("address", Text),
+    Column("location_public", Boolean, nullable=False, default=True),
+    # The position the owner set: it wins over one a device's later PUT sends.
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("elevation", Float),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+#: The last rejected requests of each sensor (a few rows per SUID, pruned on
+#: insert), so an owner debugging a sensor sees what it was told.
+rejected_requests = Table(
+    "rejected_requests",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("suid", String(36), nullable=False, index=True),
+    Column("at", BigInteger, nullable=False),
+    Column("status", SmallInteger, nullable=False),
+    Column("protocol", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("excerpt", Text),
+)
+
+#: Answers of the geocoder, by normalised query, so one address is asked once.
+geocode_cache = Table(
+    "geocode_cache",
+    metadata,
+    Column("query", String(512), primary_key=True),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("label", Text),
+    Column("fetched_at", BigInteger, nullable=False),
+)
+
+#: Installation-wide values the server generates once, such as the session key.
+installation = Table(
+    "installation",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -294,11 +294,23 @@ def remember_seq(
     return None
 
 
-def list_sensors(conn: Connection, alias: str | None = None) -> list[Row]:
-    """Every sensor by SUID; with ``alias``, those that :func:`alias_matches`."""
+def list_sensors(
+    conn: Connection,
+    alias: str | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[Row]:
+    """Every sensor by SUID; with ``alias``, those that :func:`alias_matches`.
+
+    ``after`` (the last SUID of the previous page) and ``limit`` page the list.
+    """
     statement = select(sensors).order_by(sensors.c.suid)
     if alias is not None:
         statement = statement.where(alias_matches(alias))
+    if after is not None:
+        statement = statement.where(sensors.c.suid > after)
+    if limit is not None:
+        statement = statement.limit(limit)
     return list(conn.execute(statement))
 
 

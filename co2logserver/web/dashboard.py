@@ -101,6 +101,7 @@ def sensor_page(suid: str):
     return render_template(
         "sensor.html",
         sensor=sensor,
+        name=dashboard_data.display_name(store(), suid),
         span=span,
         data=data,
         groups=dashboard_data.bucket_table(data),

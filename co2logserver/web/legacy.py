@@ -76,9 +76,14 @@ def download():
     )
 
 
+#: The SUID of the examples (the one of the OpenSmog document).
+EXAMPLE_SUID = "123e4567-e89b-12d3-a456-426655440000"
+
+
 @bp.get("/uploadhelp")
 def upload_help():
-    """Copy-paste examples for uploading with the configured authentication."""
+    """Copy-paste examples for ``/upload`` (with the configured authentication)
+    and the OpenSmog API, each with an Arduino sketch."""
     config = settings()
     if not config["CO2LOGSERVER_UPLOAD_HELP"]:
         raise NotFound("The upload help is turned off on this server")
@@ -88,5 +93,7 @@ def upload_help():
         example=example,
         requires_auth=config["CO2LOGSERVER_UPLOAD_REQUIRES_AUTH"],
         salts_configured=bool(config["CO2LOGSERVER_CHECKSUM_SALTS"]),
+        time_cols=config["CO2LOGSERVER_TIME_COLS"],
+        suid=EXAMPLE_SUID,
         base_url=request.host_url.rstrip("/"),
     )

@@ -104,6 +104,68 @@ def page(summary: str) -> dict[str, Any]:
     }
 
 
+#: Error pages of the owners' forms: HTML, not the API's JSON (they are read by
+#: people, in the page they posted from).
+HTML_ERROR = {"description": "The page again, saying what was wrong (HTML)."}
+OWNER_ERRORS = ("400", "401", "403", "404", "429", "502", "503")
+
+
+def owner_page(summary: str, form: dict[str, Any] | None = None, get: bool = True):
+    """An owners' page (``tags: owners``): GET shows it, POST sends its form.
+
+    A form needs its CSRF token (400 without); a page that needs a signed-in owner
+    answers 302 to ``/signin``.
+    """
+    answers = {
+        "200": {
+            "description": "The page (HTML).",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+        "302": {"description": "Done, or sign in first: go to Location."},
+        **{status: HTML_ERROR for status in OWNER_ERRORS},
+        "500": HTML_ERROR,
+    }
+    item: dict[str, Any] = {}
+    if get:
+        item["get"] = {"summary": summary, "tags": ["owners"], "responses": answers}
+    if form is not None:
+        fields = {"csrf_token": {"type": "string"}, **form}
+        item["post"] = {
+            "summary": summary + " (form)",
+            "tags": ["owners"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {"type": "object", "properties": fields}
+                    }
+                },
+            },
+            "responses": answers,
+        }
+    return item
+
+
+def owner_paths() -> dict[str, Any]:
+    """The owners' pages of SPEC §12, and the public map."""
+    text = {"type": "string"}
+    account = {"username": text, "password": text}
+    sensor = owner_page("An owned sensor's settings.", {"action": text})
+    for operation in sensor.values():
+        operation["parameters"] = [SUID]
+    return {
+        "/map": page("Map of the sensors with a public location (HTML)."),
+        "/signup": owner_page(
+            "Create an owner account.", {**account, "invitation": text}
+        ),
+        "/signin": owner_page("Sign in.", account),
+        "/signout": owner_page("Sign out.", {}, get=False),
+        "/claim": owner_page("Claim a sensor.", {"suid": text, "code": text}),
+        "/my/sensors": owner_page("The owner's sensors and their status."),
+        "/my/sensors/{suid}": sensor,
+    }
+
+
 def readings_post(summary: str, security: bool) -> dict[str, Any]:
     """``POST .../readings`` of the verified or the rogue route."""
     operation: dict[str, Any] = {
@@ -236,9 +298,13 @@ def core_document() -> dict[str, Any]:
             },
             "/v1/sensors": {
                 "get": {
-                    "summary": "Every sensor with its public location.",
+                    "summary": "Sensors with their public location, paged by SUID.",
                     "tags": ["sensors"],
-                    "parameters": [query("alias", "a protocol's native device id")],
+                    "parameters": [
+                        query("alias", "a protocol's native device id"),
+                        query("cursor", "the next of a previous answer"),
+                        query("limit", "page size (default 1000, capped)"),
+                    ],
                     "responses": responses(
                         ok("application/json", {"type": "object"}), READ_ERRORS
                     ),
@@ -326,6 +392,7 @@ def core_document() -> dict[str, Any]:
             "/rogue/v1/sensors/{suid}/readings": {
                 "post": readings_post("Unverified readings (no authentication).", False)
             },
+            **owner_paths(),
         },
         "components": {
             "schemas": {

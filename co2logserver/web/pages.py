@@ -77,4 +77,4 @@ def spool_view() -> dict | None:
 @bp.get("/metrics")
 def prometheus_metrics():
     """Counters and gauges in the Prometheus text format."""
-    return metrics.metrics_response(store())
+    return metrics.metrics_response(store(), settings())

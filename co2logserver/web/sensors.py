@@ -8,7 +8,12 @@ from flask import Blueprint, Response, request, stream_with_context
 
 from co2logserver import applier, auth, limits, metrics, readback, registration
 from co2logserver.web import export
-from co2logserver.web.common import request_bodies, settings, store
+from co2logserver.web.common import (
+    request_bodies,
+    require_json_readings,
+    settings,
+    store,
+)
 
 bp = Blueprint("sensors", __name__)
 
@@ -36,7 +41,7 @@ def decimals() -> int:
 @limits.per_sensor
 def register(suid: str):
     """Register a sensor; the reply is its new SECRET, shown this once."""
-    raw, body = request_bodies()
+    raw, body = request_bodies(body_required=False)
     secret = registration.register_sensor(
         store(),
         settings(),
@@ -52,6 +57,7 @@ def register(suid: str):
 
 def post_readings(suid: str, rogue_route: bool) -> Response:
     """Store readings through the authorization table of the OpenSmog API."""
+    require_json_readings()
     raw, body = request_bodies()
     new = applier.submit(
         store(),
@@ -64,7 +70,9 @@ def post_readings(suid: str, rogue_route: bool) -> Response:
         raw_body=raw,
     )
     metrics.count_readings(new)
-    return Response(b"", status=200)
+    stored = Response(b"", status=200)
+    del stored.headers["Content-Type"]  # an empty body is no HTML page
+    return stored
 
 
 @bp.post("/v1/sensors/<suid>/readings")
@@ -83,13 +91,11 @@ def rogue_readings(suid: str):
 
 @bp.get("/v1/sensors")
 def list_sensors():
-    """Every sensor with its public location; ``?alias=`` finds protocol devices."""
-    alias = request.args.get("alias")
-    return {
-        "sensors": readback.list_sensor_views(
-            store(), decimals(), is_admin(), alias or None
-        )
-    }
+    """Sensors with their public location, paged by ``limit`` and ``cursor``;
+    ``?alias=`` finds protocol devices."""
+    return readback.sensors_page(
+        store(), decimals(), is_admin(), request.args, settings()
+    )
 
 
 @bp.get("/v1/sensors/<suid>")
@@ -103,15 +109,26 @@ def list_readings(suid: str):
     """Readings as JSON pages or a streamed CSV; ``aggregate`` gives buckets."""
     query = readback.parse_readings_query(suid, request.args, settings())
     if query.aggregate:
-        return readback.aggregate(store(), query)
+        buckets = readback.aggregate(store(), query)
+        if query.format == "json":
+            return buckets
+        cells = (tuple(b[k] for k in AGGREGATE_HEADER) for b in buckets["buckets"])
+        return csv_download(AGGREGATE_HEADER, cells, f"{query.suid}-aggregate.csv")
     if query.format == "json":
         return readback.readings_page(store(), query)
     rows = readback.readings_rows(store(), query)
     header = ("timestamp", "type", "value", "unit", "verified")
+    return csv_download(header, rows, f"{query.suid}-readings.csv")
+
+
+#: Columns of an aggregate as CSV, in the order of its JSON buckets.
+AGGREGATE_HEADER = ("type", "unit", "start", "count", "min", "mean", "max")
+
+
+def csv_download(header, rows, filename: str) -> Response:
+    """Stream ``rows`` as a CSV attachment."""
     return Response(
         stream_with_context(export.stream_csv(header, rows)),
         mimetype="text/csv",
-        headers={
-            "Content-Disposition": f'attachment; filename="{query.suid}-readings.csv"'
-        },
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

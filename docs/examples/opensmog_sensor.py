@@ -83,6 +83,11 @@ def load_or_register(server: str, suid: str, state: Path, metadata: dict) -> str
     return secret
 
 
+def claim_code(secret: str) -> str:
+    """The claim code its owner enters on the server's ``/claim`` page (§12)."""
+    return hashlib.sha256(("claim:" + secret).encode()).hexdigest()[:10]
+
+
 def opensmog_hash(body: bytes, secret: str) -> str:
     """sha256 of the exact body bytes with the SECRET's 64 hex characters appended."""
     return hashlib.sha256(body + secret.encode("ascii")).hexdigest()
@@ -108,6 +113,7 @@ def run(server: str, state: Path, count: int, interval: float, metadata: dict) -
     state.mkdir(parents=True, exist_ok=True)
     suid = load_identity(state)
     secret = load_or_register(server, suid, state, metadata)
+    print(f"SUID {suid}, claim code {claim_code(secret)}: claim it at {server}/claim")
     buffer: list[dict] = []
     taken = 0
     while count == 0 or taken < count:

@@ -27,16 +27,31 @@
     return Math.max(280, el.clientWidth || 600);
   }
 
+  /* A y axis as wide as its longest tick label (a fixed width clipped
+   * "1,000,000,000" to "000,000,000"): uPlot asks again after each redraw. */
+  function axisSize(u, values, axisIdx, cycleNum) {
+    var axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size;
+    var size = axis.ticks.size + axis.gap;
+    var longest = 0;
+    u.ctx.font = axis.font[0];
+    (values || []).forEach(function (text) {
+      longest = Math.max(longest, u.ctx.measureText(String(text)).width);
+    });
+    return Math.ceil(size + longest / (window.devicePixelRatio || 1)) + 2;
+  }
+
   /* A uPlot chart in ``el``; ``yAxes`` is a unit label or a list of y axes. */
-  function draw(el, series, data, yAxes, height) {
-    if (!Array.isArray(yAxes)) yAxes = [{ label: yAxes || "", size: 60 }];
+  function draw(el, series, data, yAxes, height, xLabel) {
+    if (!Array.isArray(yAxes)) yAxes = [{ label: yAxes || "" }];
+    yAxes.forEach(function (axis) { axis.size = axisSize; });
     var opts = {
       width: chartWidth(el),
       height: height || 240,
       tzDate: utcDate,
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: true } },
-      series: [{ label: "time (UTC)", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" }]
+      series: [{ label: xLabel || "time (UTC)", value: "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}" }]
         .concat(series),
       axes: [{ values: timeTicks, space: 60 }].concat(yAxes),
     };
@@ -122,7 +137,27 @@
     return text.trim() === "" || isNaN(value) ? null : value;
   }
 
-  /* The download page: numeric columns over the time column with most values. */
+  /* Points as uPlot columns, with a gap (a null in every series) where the time
+   * step is much wider than usual; a missing value is undefined, which uPlot
+   * draws across, so a column filled in every other row still is one line. */
+  function gapColumns(points, width) {
+    var xs = points.map(function (p) { return p[0]; });
+    var hole = 2.5 * usualStep(xs, 0);
+    var data = [[]];
+    for (var k = 0; k < width; k++) data.push([]);
+    points.forEach(function (p, i) {
+      if (i > 0 && hole > 0 && p[0] - xs[i - 1] > hole) {
+        data[0].push((p[0] + xs[i - 1]) / 2);
+        for (var j = 1; j <= width; j++) data[j].push(null);
+      }
+      data[0].push(p[0]);
+      for (var c = 1; c <= width; c++) data[c].push(p[c] === null ? undefined : p[c]);
+    });
+    return data;
+  }
+
+  /* The download page: the measured columns over the first time column that has
+   * values (the configured time columns come first, the upload time last). */
   function tableChart(el, table) {
     var names = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) {
       return th.textContent;
@@ -130,11 +165,11 @@
     var rows = Array.prototype.map.call(table.tBodies[0].rows, function (tr) {
       return Array.prototype.map.call(tr.cells, function (td) { return td.textContent; });
     });
-    var timeColumn = null, most = 0;
+    var timeColumn = null;
     JSON.parse(table.dataset.timeColumns).forEach(function (name) {
       var at = names.indexOf(name);
-      var count = rows.filter(function (r) { return parseTime(r[at]) !== null; }).length;
-      if (count > most) { most = count; timeColumn = at; }
+      if (timeColumn !== null || at < 0) return;
+      if (rows.some(function (r) { return parseTime(r[at]) !== null; })) timeColumn = at;
     });
     var numeric = JSON.parse(table.dataset.numericColumns);
     if (timeColumn === null || !numeric.length) return;
@@ -146,19 +181,20 @@
       })
       .filter(function (p) { return p[0] !== null; })
       .sort(function (a, b) { return a[0] - b[0]; });
-    var data = [points.map(function (p) { return p[0]; })].concat(numeric.map(
-      function (_name, i) { return points.map(function (p) { return p[i + 1]; }); }));
+    var data = gapColumns(points, numeric.length);
     // Columns differ in size (ppm next to °C): each gets its own scale, and the
     // first two their own axis, left and right.
     var series = numeric.map(function (name, i) {
       return { label: name, scale: name, stroke: COLORS[i % COLORS.length],
-               width: 1.5, spanGaps: true, points: { show: points.length <= 60 } };
+               width: 1.5, spanGaps: false, points: { show: points.length <= 60 } };
     });
     var axes = numeric.slice(0, 2).map(function (name, i) {
-      return { scale: name, label: name, side: i ? 1 : 3, size: 60,
+      return { scale: name, label: name, side: i ? 1 : 3,
                stroke: COLORS[i], grid: { show: i === 0 } };
     });
-    charts.data = draw(el, series, data, axes, 300);
+    var xName = names[timeColumn];
+    charts.data = draw(el, series, data, axes, 300, xName + " (UTC)");
+    el.dataset.xColumn = xName;
   }
 
   function resize() {

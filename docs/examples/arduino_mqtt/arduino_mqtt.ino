@@ -85,6 +85,25 @@ void opensmogHash(const char *payload, size_t length, char *out) {
   out[64] = '\0';
 }
 
+// The claim code (docs/owners.rst): hex(sha256("claim:" + SECRET)) cut to 10
+// characters, into out (11 bytes). Enter it with the SUID on the server's /claim.
+void claimCode(char *out) {
+  const char *prefix = "claim:";
+  unsigned char digest[32];
+  mbedtls_md_context_t ctx;
+  mbedtls_md_init(&ctx);
+  mbedtls_md_setup(&ctx, mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 0);
+  mbedtls_md_starts(&ctx);
+  mbedtls_md_update(&ctx, (const unsigned char *)prefix, strlen(prefix));
+  mbedtls_md_update(&ctx, (const unsigned char *)SECRET, strlen(SECRET));
+  mbedtls_md_finish(&ctx, digest);
+  mbedtls_md_free(&ctx);
+  for (int i = 0; i < 5; i++) {
+    sprintf(out + 2 * i, "%02x", digest[i]);
+  }
+  out[10] = '\0';
+}
+
 // The server answers refused messages here; print them.
 void onMessage(char *topic, byte *payload, unsigned int length) {
   Serial.print("refused by the server: ");
@@ -142,6 +161,9 @@ void publishReadings() {
 
 void setup() {
   Serial.begin(115200);
+  char code[11];
+  claimCode(code);
+  Serial.printf("SUID %s, claim code %s\n", SUID, code);
   snprintf(errorsTopic, sizeof errorsTopic, "%s/v1/sensors/%s/errors",
            TOPIC_PREFIX, SUID);
   connectWifi();

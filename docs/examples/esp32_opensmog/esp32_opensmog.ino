@@ -9,6 +9,9 @@
   2. Registers once: PUT /v1/sensors/<SUID> with its metadata. The reply is the
      SECRET (64 hex characters), shown by the server this one time. It is kept in
      NVS (Preferences), so it survives resets and power cuts, and never printed.
+     What is printed (after registering and at every start) is the claim code,
+     sha256("claim:" + SECRET) cut to 10 hex characters: its owner enters it with
+     the SUID on the server's /claim page (docs/owners.rst).
   3. Measures every MEASURE_INTERVAL_S seconds, keeps the observations in a RAM
      buffer and posts the whole buffer to /v1/sensors/<SUID>/readings with
          Authorization: OpenSmogHash2 ts=<now or 0>,seq=<counter>,hash=<hex>
@@ -202,6 +205,30 @@ String opensmogHash2(uint32_t ts, uint64_t counter, const String &body,
   return String(hex);
 }
 
+// The claim code (SPEC §12): the first 10 hex characters of
+// sha256("claim:" + SECRET). Its owner enters it with the SUID on the server's
+// /claim page to prove they hold this device; it is not the SECRET and cannot sign.
+String claimCode(const String &key) {
+  const char *prefix = "claim:";
+  unsigned char digest[32];
+  mbedtls_md_context_t ctx;
+  mbedtls_md_init(&ctx);
+  mbedtls_md_setup(&ctx, mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 0);
+  mbedtls_md_starts(&ctx);
+  mbedtls_md_update(&ctx, (const unsigned char *)prefix, strlen(prefix));
+  mbedtls_md_update(&ctx, (const unsigned char *)key.c_str(), key.length());
+  mbedtls_md_finish(&ctx, digest);
+  mbedtls_md_free(&ctx);
+  char hex[11];
+  for (int i = 0; i < 5; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  return String(hex);
+}
+
+void printClaimCode() {
+  Serial.printf("claim code %s: enter it with the SUID at %s/claim\n",
+                claimCode(secret).c_str(), SERVER);
+}
+
 // Open a request on TLS (https://) or plain TCP (http://).
 bool begin(HTTPClient &http, const String &url) {
   http.setTimeout(15000);
@@ -244,6 +271,7 @@ bool registerSensor() {
   secret = reply;
   refused = false;
   Serial.println("registered; SECRET kept in NVS");  // never print the SECRET
+  printClaimCode();  // a new SECRET has a new claim code
   return true;
 }
 
@@ -376,6 +404,7 @@ void setup() {
   restoreSeq();
   Serial.printf("SUID %s (%s)\n", suid.c_str(),
                 isSecret(secret) ? "registered" : "not registered yet");
+  if (isSecret(secret)) printClaimCode();
 }
 
 void loop() {

@@ -115,3 +115,19 @@ size_t opensmog_hash2_header(uint64_t ts, uint64_t seq, const uint8_t *body,
                (unsigned long long)ts, (unsigned long long)seq, hex);
   return (n > 0 && (size_t)n < out_len) ? (size_t)n : 0;
 }
+
+void opensmog_claim_code(const char *secret, char code_out[11]) {
+  static const char HEX[] = "0123456789abcdef";
+  uint8_t digest[32];
+  osh_sha256 ctx;
+  int i;
+  osh_sha256_init(&ctx);
+  osh_sha256_update(&ctx, "claim:", 6);
+  osh_sha256_update(&ctx, secret, strlen(secret));
+  osh_sha256_final(&ctx, digest);
+  for (i = 0; i < 5; i++) {
+    code_out[2 * i] = HEX[digest[i] >> 4];
+    code_out[2 * i + 1] = HEX[digest[i] & 15];
+  }
+  code_out[10] = '\0';
+}

@@ -40,6 +40,11 @@ size_t opensmog_hash2_header(uint64_t ts, uint64_t seq, const uint8_t *body,
                              size_t body_len, const char *secret, char *out,
                              size_t out_len);
 
+/* The claim code of SPEC §12: the first 10 hex characters of
+   sha256("claim:" + SECRET), written with a NUL into code_out[11]. Print it for
+   the owner, who enters it with the SUID on the server's /claim page. */
+void opensmog_claim_code(const char *secret, char code_out[11]);
+
 #ifdef __cplusplus
 }
 #endif
