@@ -91,7 +91,8 @@ def connect(bound: float, cargs, cparams: Mapping[str, Any]) -> BoundedConnectio
     :raise psycopg.OperationalError: when the budget is spent or the server does
         not answer in time.
     """
-    left = deadline.clamp(bound)
+    remaining = deadline.remaining()
+    left = bound if remaining is None else min(bound, remaining)
     if left <= 0:
         raise psycopg.errors.ConnectionTimeout(
             "connection timeout: no time left to connect"
