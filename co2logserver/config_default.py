@@ -35,8 +35,22 @@ CO2LOGSERVER_SENSEMAPI_LOGLEVEL = logging.WARNING
 # but may lose the last commits on power loss, in exchange for faster small writes.
 CO2LOGSERVER_SQLITE_SYNCHRONOUS = "FULL"
 
-# Seconds an SQLite writer waits for another worker's write lock before it answers 503.
+# Seconds an SQLite write may wait in all for the write lock (behind the other
+# workers and behind any other process, a backup or the ``sqlite3`` shell) before the
+# request answers 503 with ``Retry-After``.
 CO2LOGSERVER_SQLITE_BUSY_TIMEOUT = 30
+
+# Seconds a PostgreSQL call may wait: connecting, a pool checkout, each statement
+# (the server's ``statement_timeout``) and, because a hung host or a network partition
+# leaves the connection open and silent, each wait for an answer (a clock in the
+# client). A write transaction as a whole gets the same budget; past it the request
+# answers 503 with ``Retry-After``. Five seconds is far above a healthy write's time
+# and well below the minute sensors usually wait between uploads.
+CO2LOGSERVER_DB_TIMEOUT = 5
+
+# Seconds ``/health`` may wait for the database in all before it answers 503
+# ``unavailable``: monitors and load balancers poll it with short timeouts of their own.
+CO2LOGSERVER_HEALTH_TIMEOUT = 2
 
 # Seconds a sensor is told to wait (``Retry-After``) when storage is unavailable.
 CO2LOGSERVER_RETRY_AFTER = 10

@@ -249,17 +249,25 @@ def check_reading(name: Any, value: Any) -> str | None:
         )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"reading {name} must be a number, not {short_repr(value)}"
-    if not math.isfinite(value):
-        return f"reading {name} must be a finite number, not {value!r}"
+    if not finite(value):
+        return f"reading {name} must be a finite number, not {short_repr(value)}"
     return None
+
+
+def finite(value: int | float) -> bool:
+    """Whether ``value`` is a finite number a float can hold (no 400-digit ints)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond the largest float
+        return False
 
 
 def check_age(value: Any) -> str | None:
     """Return why an ``age`` (seconds before receipt) is refused, or ``None``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return f"age must be a number of seconds, not {short_repr(value)}"
-    if not math.isfinite(value) or value < 0:
-        return f"age must be a non-negative number of seconds, not {value!r}"
+    if not finite(value) or value < 0:
+        return f"age must be a non-negative number of seconds, not {short_repr(value)}"
     return None
 
 

@@ -76,6 +76,17 @@ CASES = {
         ),
         "observation 1",
     ),
+    # Found by tests/test_fuzz_bodies.py: math.isfinite() overflows on such ints.
+    "400-digit-reading": (
+        readings_post(
+            json.dumps([{"timestamp": NOW, "readings": {"PM10": 10**400}}]).encode()
+        ),
+        "reading PM10 must be a finite number",
+    ),
+    "400-digit-age": (
+        readings_post(json.dumps([{"age": 10**400, "readings": {"PM10": 1}}]).encode()),
+        "age must be a non-negative number",
+    ),
     "timestamp-minus-one": (
         readings_post(
             json.dumps([{"timestamp": -1, "readings": {"PM10": 1}}]).encode()

@@ -2,7 +2,9 @@
 
 Each operation of the document gets ``CO2LOGSERVER_FUZZ_EXAMPLES`` generated
 requests (default 15, seed fixed) sent over real HTTP. Asserted: no 5xx, every
-error is JSON ``{"error": str}``, every answer within RESPONSE_BOUND seconds.
+error is JSON ``{"error": str}``, every answer within RESPONSE_BOUND seconds, and a
+refused request (4xx) leaves the row count of every table as it was (counted on a
+connection of the test's own before and after each request).
 A longer run: ``CO2LOGSERVER_FUZZ_EXAMPLES=500 python -m pytest
 tests/test_schemathesis.py``.
 """
@@ -15,23 +17,31 @@ import time
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, seed, settings
+from sqlalchemy import create_engine
 
 from tests.appserver import GunicornServer
+from tests.stored import row_counts
 
 EXAMPLES = int(os.environ.get("CO2LOGSERVER_FUZZ_EXAMPLES", "15"))
 RESPONSE_BOUND = 5.0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def live_url(request, tmp_path):
-    """A gunicorn -w 2 on a fresh SQLite file or PostgreSQL database."""
+def live(request, tmp_path):
+    """A gunicorn -w 2 on a fresh SQLite file or PostgreSQL database, and an engine
+    of the test's own on the same database."""
     if request.param == "sqlite":
         db = str(tmp_path / "fuzz.sqlite")
+        url = "sqlite:///" + db
     else:
-        db = request.getfixturevalue("pg_database_url")
+        db = url = request.getfixturevalue("pg_database_url")
     settings_ = {"DB": db, "RATELIMIT_ENABLED": "False"}
-    with GunicornServer(tmp_path, settings_, workers=2) as server:
-        yield server.url
+    engine = create_engine(url)
+    try:
+        with GunicornServer(tmp_path, settings_, workers=2) as server:
+            yield server.url, engine
+    finally:
+        engine.dispose()
 
 
 def check(response, elapsed: float, label: str, html_errors: bool = False) -> None:
@@ -50,7 +60,8 @@ def check(response, elapsed: float, label: str, html_errors: bool = False) -> No
         )
 
 
-def test_no_server_errors_from_generated_requests(live_url):
+def test_no_server_errors_from_generated_requests(live):
+    live_url, engine = live
     schema = schemathesis.openapi.from_url(live_url + "/openapi.json")
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -66,9 +77,12 @@ def test_no_server_errors_from_generated_requests(live_url):
         )
         @given(case=operation.as_strategy())
         def run(case):
+            before = row_counts(engine)
             start = time.monotonic()
             response = case.call(base_url=live_url, timeout=RESPONSE_BOUND + 5)
             # run() is called in this iteration, so label is the current one.
             check(response, time.monotonic() - start, label, html_errors)  # noqa: B023
+            if 400 <= response.status_code < 500:
+                assert row_counts(engine) == before, (label, response.text)  # noqa: B023
 
         run()

@@ -2,13 +2,15 @@
 
 SQLite is the embedded default (WAL, busy timeout, ``BEGIN IMMEDIATE`` for writers so
 several gunicorn workers queue for the write lock instead of failing); PostgreSQL
-works the same. Database failures leave here as
+works the same. Every store call has a time budget (:mod:`.deadline`; PostgreSQL's
+bounds are in :mod:`.postgres`). Database failures leave here as
 :class:`~co2logserver.errors.StorageUnavailable` (503), never as raw SQL errors.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import tempfile
@@ -23,7 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 
 from co2logserver.errors import ConfigError, StorageUnavailable
-from co2logserver.store import schema, writer_lock
+from co2logserver.store import deadline, schema, writer_lock
 from co2logserver.store.columns import DataTable
 from co2logserver.store.prepared import driver_cursor, driver_rows, placeholders
 from co2logserver.store.quantities import Quantities
@@ -34,6 +36,9 @@ EXTENSION = "co2logserver"
 #: Key of the PostgreSQL advisory lock held while creating tables.
 SCHEMA_LOCK = 0x0C02_1065
 
+
+#: Key of a pooled SQLite connection's current busy timeout (ms) in its ``info``.
+BUSY_KEY = "co2logserver_busy_ms"
 
 #: Words of SQLite OperationalErrors that are not outages (see Store.is_outage).
 NOT_AN_OUTAGE = ("no such table", "no such column", "has no column", "syntax error")
@@ -117,6 +122,11 @@ def check_sqlite_file(url: str) -> None:
         ) from None
 
 
+def busy_milliseconds(seconds: float) -> int:
+    """SQLite's busy timeout for ``seconds`` (whole milliseconds, rounded up)."""
+    return math.ceil(seconds * 1000)
+
+
 def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     """An SQLite engine with WAL, a busy timeout and explicit transactions."""
     engine = create_engine(
@@ -132,7 +142,7 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
     database = make_url(url).database
 
     @event.listens_for(engine, "connect")
-    def configure(dbapi_connection, _record):
+    def configure(dbapi_connection, record):
         # Let SQLAlchemy's "begin" event emit BEGIN itself, so writers can take the
         # write lock up front (pysqlite would defer it to the first INSERT).
         dbapi_connection.isolation_level = None
@@ -140,30 +150,24 @@ def sqlite_engine(url: str, settings: Mapping[str, Any]) -> Engine:
         enable_wal(cursor, busy_timeout, database)
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
+        record.info[BUSY_KEY] = busy_milliseconds(busy_timeout)
 
     @event.listens_for(engine, "begin")
     def begin(connection):
         # On the driver connection: a full SQLAlchemy execution per request costs
         # more than the BEGIN itself.
         immediate = connection.get_execution_options().get("write", False)
-        driver = connection.connection.driver_connection
-        driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        fairy = connection.connection
+        # SQLite waits only what is left of the budget (after the writers' turn).
+        wait = busy_milliseconds(deadline.clamp(busy_timeout))
+        if fairy.info.get(BUSY_KEY) != wait:
+            fairy.driver_connection.execute(f"PRAGMA busy_timeout={wait}")
+            fairy.info[BUSY_KEY] = wait
+        fairy.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     if database and database != ":memory:":
         writer_lock.install(engine, database)
     return engine
-
-
-def postgres_engine(url: str) -> Engine:
-    """A PostgreSQL engine that replaces connections broken by an outage."""
-    return create_engine(
-        url,
-        hide_parameters=True,  # values (SECRETs among them) never reach logs
-        pool_pre_ping=True,
-        pool_size=4,
-        max_overflow=4,
-        connect_args={"connect_timeout": 5},
-    )
 
 
 #: Words of a driver's outage message, by the cause ``/metrics`` counts them under.
@@ -266,8 +270,13 @@ class Store:
         if self.url.startswith("sqlite"):
             check_sqlite_file(self.url)
             self.engine = sqlite_engine(self.url, settings)
+            #: Seconds a store call may wait in all (see store.deadline).
+            self.timeout = float(settings["CO2LOGSERVER_SQLITE_BUSY_TIMEOUT"])
         else:
-            self.engine = postgres_engine(self.url)
+            from co2logserver.store.postgres import postgres_engine
+
+            self.engine = postgres_engine(self.url, settings)
+            self.timeout = float(settings["CO2LOGSERVER_DB_TIMEOUT"])
         self.dialect = self.engine.dialect.name
         dbapi = self.engine.dialect.loaded_dbapi
         #: What the database is down or locked looks like, from SQLAlchemy or from
@@ -299,7 +308,22 @@ class Store:
         """Create missing tables (never alters the 0.1.2 ``data`` table's rows)."""
         if self._schema_ready:
             return
-        with self._schema_lock, self._write() as conn:
+        # Threads of a worker wait for the first one's schema transaction only as
+        # long as their budget lasts, like for any other lock.
+        left = deadline.remaining()
+        if not self._schema_lock.acquire(timeout=-1 if left is None else left):
+            raise self.unavailable(TimeoutError("timed out: the schema is being made"))
+        try:
+            self._create_schema()
+        finally:
+            self._schema_lock.release()
+
+    def _create_schema(self) -> None:
+        """The schema transaction (under the schema lock), when one is needed."""
+        if self._schema_ready or self._schema_complete():
+            self._schema_ready = True
+            return
+        with self._write() as conn:
             if self.dialect == "postgresql":
                 # Workers start together; PostgreSQL's CREATE TABLE is not
                 # "if not exists" across concurrent transactions, so take turns.
@@ -312,6 +336,32 @@ class Store:
         added = sorted(set(schema.metadata.tables) - before)
         if self.data.name in before and added:
             self.log_upgrade(added)
+
+    def _schema_complete(self) -> bool:
+        """Whether every table and column exists already, read without a write lock.
+
+        A new worker then starts serving without waiting for the write lock, which
+        an outside writer (a backup, the ``sqlite3`` shell) may hold for long.
+
+        :raise StorageUnavailable: when the database cannot be reached.
+        """
+        try:
+            with self._connect() as conn, conn.begin():
+                inspector = inspect(conn)
+                tables = set(inspector.get_table_names())
+                if not set(schema.metadata.tables) <= tables:
+                    return False
+                if not inspector.has_table(self.data.name):
+                    return False
+                columns = {c["name"] for c in inspector.get_columns("sensors")}
+                if not set(ADDED_SENSOR_COLUMNS) <= columns:
+                    return False
+                self.data.reflect(conn)
+                return True
+        except self.outage_errors as error:
+            if not self.is_outage(error):
+                raise
+            raise self.unavailable(error) from error
 
     def log_upgrade(self, added: list[str]) -> None:
         """One line for the first start on a database of co2logserver 0.1.2: what
@@ -355,18 +405,25 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         """A write transaction: committed when the block ends, rolled back on error.
 
+        Creating the schema (on first use) and the transaction share one budget.
+
         :raise StorageUnavailable: 503 when the database cannot be reached or locked.
         """
-        self.ensure_schema()
-        with self._write() as conn:
-            yield conn
-            mark_applied(conn)  # in a spool record's transaction (not the schema's)
+        with deadline.budget(self.timeout):
+            self.ensure_schema()
+            with self._write() as conn:
+                yield conn
+                mark_applied(conn)  # in a spool record's transaction (not the schema's)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        """The write transaction itself, with database failures turned into 503."""
+        """The write transaction itself, with database failures turned into 503.
+
+        All its waits (checkout, the writers' turn, statements, commit) share one
+        budget of :attr:`timeout`.
+        """
         try:
-            with self.engine.connect() as conn:
+            with deadline.budget(self.timeout), self.engine.connect() as conn:
                 conn.execution_options(write=True)
                 with writer_lock.writer_turn(conn), conn.begin():
                     yield conn
@@ -396,27 +453,37 @@ class Store:
         return not any(sign in text for sign in NOT_AN_OUTAGE)
 
     @contextmanager
-    def reading(self) -> Iterator[Connection]:
+    def reading(self, budget: float | None = None) -> Iterator[Connection]:
         """A read-only transaction (a consistent snapshot on SQLite and PostgreSQL).
 
+        :param budget: seconds the whole block may wait for the database (the
+            health check's). Without it the checkout gets :attr:`timeout` and each
+            later wait its own bound, so a long export streamed to a slow client
+            is not cut off.
         :raise StorageUnavailable: 503 when the database cannot be reached.
         """
-        self.ensure_schema()
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with deadline.budget(budget):
+                self.ensure_schema()
+                with self._connect() as conn, conn.begin():
+                    yield conn
         except self.outage_errors as error:
             if not self.is_outage(error):
                 raise
             raise self.unavailable(error) from error
 
-    def ping(self) -> None:
-        """Round trip to the database.
+    def _connect(self) -> Connection:
+        """A checked-out connection, pinged (and replaced if broken) within budget."""
+        with deadline.budget(self.timeout):
+            return self.engine.connect()
+
+    def ping(self, budget: float | None = None) -> None:
+        """Round trip to the database within ``budget`` (default :attr:`timeout`).
 
         :raise StorageUnavailable: when it does not answer.
         """
         try:
-            with self.engine.connect() as conn:
+            with deadline.budget(budget or self.timeout), self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except (exc.OperationalError, exc.InterfaceError, exc.DBAPIError) as error:
             raise self.unavailable(error) from error

@@ -28,7 +28,7 @@ SUID = {
     "in": "path",
     "required": True,
     "description": "RFC 4122 UUID in canonical 8-4-4-4-12 hex form.",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "format": "uuid"},
 }
 OBSERVATIONS = {
     "type": "array",

@@ -33,11 +33,14 @@ def health():
     ``ok``; ``degraded`` (200) while requests wait in the spool or the database is
     away but the spool takes them; ``unavailable`` (503 with ``Retry-After``) when
     the database is away and nothing can take data.
+
+    Its database work gets ``CO2LOGSERVER_HEALTH_TIMEOUT`` in all, so monitors get
+    an answer quickly even from a hung database.
     """
     spool = spool_view()
     headers = {"Cache-Control": "no-store"}
     try:
-        with store().reading() as conn:
+        with store().reading(budget=settings()["CO2LOGSERVER_HEALTH_TIMEOUT"]) as conn:
             forwarding = outbox.status(conn)
     except StorageUnavailable as error:
         body = {"status": "unavailable", "database": "unreachable"}
