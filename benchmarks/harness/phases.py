@@ -166,7 +166,9 @@ def ingest_phase(options: Options, scenario: Scenario, footprint: dict) -> list[
                 server = stack.enter_context(Server(kind, workers, workdir))
                 sensors = prepare_sensors(server, scenario)
                 warm = ingest_args(scenario, sensors)
-                loadgen.run_wrk(server.url, "ingest.lua", 2 * workers, 1, warm)
+                loadgen.run_wrk(
+                    server.url, "ingest.lua", 2 * workers, scenario.warmup, warm
+                )
                 servers.append(
                     (server, functools.partial(ingest_args, scenario, sensors))
                 )
