@@ -134,6 +134,9 @@ def register_sensor(
         )
         if sensor is not None:  # a position its owner set wins (§12)
             accounts_sql.keep_owner_location(conn, suid, now)
+    # This worker verifies signed posts from its cache while the database is away
+    # (SPEC §10): the new registration replaces what it knew.
+    store.registrations[suid] = verify.Credentials(registration, True, secret)
     return secret
 
 
@@ -171,6 +174,8 @@ def register_device(store: Store, alias: str) -> tuple[str, list[str]]:
             )
             if row is None:
                 sensor_sql.describe_device(conn, suid, None, alias, None, now)
+    for suid, _row in targets:
+        store.registrations.pop(suid, None)  # read afresh by the next post
     return secret, [suid for suid, _ in targets]
 
 
@@ -189,4 +194,5 @@ def reset_sensor(store: Store, suid: str) -> bool:
         registration = sensor_sql.new_registration(conn, suid, False, None, now)
         sensor_sql.forget_old_secrets(conn, suid, registration)
         sensor_sql.save_sensor(conn, suid, registration, False, None, now, exists=True)
+    store.registrations[suid] = verify.Credentials(registration, False)
     return True

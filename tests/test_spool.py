@@ -305,3 +305,28 @@ def test_spooled_json_is_byte_identical(spool_app, postgres_server, tmp_path):
     postgres_server.start()
     wait_for(lambda: readings_of(postgres_server.url, suid) == 3)
     wait_for(lambda: not list(Path(tmp_path / "spool").glob("*.seg")))
+
+
+def test_reregistration_replaces_the_cached_credentials(spool_app, postgres_server):
+    """SPEC §10: a re-registration through this worker invalidates its cache, so
+    during an outage the new SECRET signs and the old one is refused."""
+    client = spool_app.test_client()
+    suid = str(uuid.uuid4())
+    old = client.put(f"/v1/sensors/{suid}", json={}).get_data(as_text=True)
+    warm = observations(TS)
+    assert signed_post(client, suid, warm, old).status_code == 200
+    body = b"{}"
+    rotate = client.put(
+        f"/v1/sensors/{suid}", data=body, headers={"Authorization": sign(body, old)}
+    )
+    assert rotate.status_code == 200, rotate.data
+    new = rotate.get_data(as_text=True)
+    postgres_server.stop()
+    try:
+        stale = observations(TS + 1)
+        assert signed_post(client, suid, stale, old).status_code == 401
+        fresh = observations(TS + 2)
+        assert signed_post(client, suid, fresh, new).status_code == 200
+    finally:
+        postgres_server.start()
+    wait_for(lambda: readings_of(postgres_server.url, suid) == 4)
