@@ -451,11 +451,11 @@ def store_readings(
     fresh: dict[int, list[tuple[int, int]]] = {}
     for registration, ts, code in sensor_sql.insert_reading_rows(conn, rows):
         fresh.setdefault(registration, []).append((ts, code))
-    news = []
-    for batch in batches:
-        new = fresh.pop(batch.registration, [])
-        news.append(new)
-        sensor_sql.count_new_readings(conn, batch.suid, new)
+    news = [fresh.pop(batch.registration, []) for batch in batches]
+    sensor_sql.count_new_readings_of(
+        conn, [(batch.suid, new) for batch, new in zip(batches, news)]
+    )
+    for batch, new in zip(batches, news):
         if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
             items = readings_items(batch.suid, batch.values, new, batch.learned)
             outbox.enqueue(conn, outbox.READINGS, items)

@@ -291,3 +291,33 @@ def test_register_device_of_a_device_not_seen_yet(db_app):
     suid = devices.suid_for("lorawan:00aa00aa00aa00aa")
     view = db_app.test_client().get(f"/v1/sensors/{suid}").json
     assert (view["secure"], view["alias"]) == (True, "lorawan:00aa00aa00aa00aa")
+
+
+def test_counts_of_every_sensor_of_a_request_follow(db_app):
+    """One UPDATE counts readings and first/last times of all sensors of a request."""
+    now = int(time.time())
+    node = [
+        airrohr("esp8266-66", "SDS", (now - 20, "PM10", 1), (now - 20, "PM2_5", 2)),
+        airrohr("esp8266-66", "BME280", (now - 20, "TEMP", 3)),
+        airrohr("esp8266-66", "NODE", (now - 20, "SIGNAL", -70)),
+    ]
+    assert submit(db_app, DeviceRequest("airrohr", node)).stored == 4
+    later = [
+        airrohr("esp8266-66", "SDS", (now - 10, "PM10", 4)),
+        airrohr("esp8266-66", "BME280", (now - 20, "TEMP", 9), (now - 10, "TEMP", 5)),
+    ]
+    assert submit(db_app, DeviceRequest("airrohr", later)).stored == 2
+    views = db_app.test_client().get("/v1/sensors?alias=esp8266-66").json["sensors"]
+    counts = {
+        v["alias"].rsplit(":", 1)[1]: (
+            v["reading_count"],
+            v["first_reading"],
+            v["last_reading"],
+        )
+        for v in views
+    }
+    assert counts == {
+        "SDS": (3, now - 20, now - 10),
+        "BME280": (2, now - 20, now - 10),
+        "NODE": (1, now - 20, now - 20),
+    }
