@@ -453,9 +453,9 @@ def store_readings(
         fresh.setdefault(registration, []).append((ts, code))
     news = [fresh.pop(batch.registration, []) for batch in batches]
     sensor_sql.count_new_readings_of(
-        conn, [(batch.suid, new) for batch, new in zip(batches, news)]
+        conn, [(batch.suid, new) for batch, new in zip(batches, news, strict=True)]
     )
-    for batch, new in zip(batches, news):
+    for batch, new in zip(batches, news, strict=True):
         if settings["CO2LOGSERVER_OSEM_UPLOAD"] and new:
             items = readings_items(batch.suid, batch.values, new, batch.learned)
             outbox.enqueue(conn, outbox.READINGS, items)

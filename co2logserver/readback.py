@@ -280,7 +280,8 @@ def readings_page(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     """One page of readings and the cursor of the next page (``None`` at the end)."""
     with store.reading() as conn:
         require_sensor(conn, query.suid)
-        statement = sensor_sql.select_readings(
+        rows = sensor_sql.page_of_readings(
+            conn,
             query.suid,
             query.start,
             query.end,
@@ -289,7 +290,6 @@ def readings_page(store: Store, query: ReadingsQuery) -> dict[str, Any]:
             query.cursor,
             query.limit + 1,
         )
-        rows = list(conn.execute(statement))
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         readings = [reading_dict(store, conn, row) for row in rows]
@@ -306,19 +306,13 @@ def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
     with store.reading() as conn:
         require_sensor(conn, query.suid)
         codes = type_codes(store, conn, query.types)
-    statement = sensor_sql.select_readings(
-        query.suid,
-        query.start,
-        query.end,
-        codes,
-        query.verified,
-        query.cursor,
-        2**62,
-    )
 
     def rows() -> Iterator[tuple]:
         with store.reading() as conn:
-            for row in sensor_sql.stream(conn, statement):
+            for row in sensor_sql.stream_readings(
+                conn, query.suid, query.start, query.end, codes, query.verified,
+                query.cursor,
+            ):  # fmt: skip
                 q = store.quantities.by_code(conn, row.type)
                 yield row.ts, q.name, row.value, q.unit, bool(row.secure)
 

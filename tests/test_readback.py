@@ -8,6 +8,7 @@ import io
 import json
 import re
 import time
+import uuid
 
 import pytest
 
@@ -571,3 +572,50 @@ def test_out_of_range_numbers_are_400(sensors, query):
     response = sensors.client.get(f"/v1/sensors/{suid}/readings?{query}")
     assert response.status_code == 400
     assert response.get_json()["error"]
+
+
+def test_a_cursor_page_is_a_range_scan_of_the_primary_key(any_db_app):
+    """Issue 18: a page costs the same at any depth — its query seeks the key."""
+    from co2logserver.store import get_store
+    from co2logserver.store import sensors as sensor_sql
+
+    app = any_db_app()
+    client = app.test_client()
+    suid = str(uuid.uuid4())
+    body = json.dumps(
+        [
+            {"timestamp": T0 + n, "readings": {"PM10": 1.0, "TEMP": 2.0}}
+            for n in range(500)
+        ]
+    )
+    assert (
+        client.post(f"/rogue/v1/sensors/{suid}/readings", data=body).status_code == 200
+    )
+    store = get_store(app)
+    statement = sensor_sql.registration_readings(
+        1, None, None, None, (T0 + 400, 5), 100
+    )
+    with store.reading() as conn:
+        sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
+        if conn.dialect.name == "sqlite":
+            plan = " ".join(
+                str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
+            )
+            assert (
+                "USING PRIMARY KEY (registration_id=? AND (ts,type)>(?,?))" in plan
+            ), plan
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql))
+            assert "readings_pkey" in plan and "ROW(ts, type) > ROW(" in plan, plan
+    # and the pages themselves walk the whole history in order, once
+    seen, cursor = [], ""
+    while True:
+        page = client.get(f"/v1/sensors/{suid}/readings?limit=170{cursor}").json
+        seen += [(r["timestamp"], r["type"]) for r in page["readings"]]
+        if not page["next"]:
+            break
+        cursor = "&cursor=" + page["next"]
+    assert len(seen) == 1000 and seen == sorted(
+        seen, key=lambda k: (k[0], k[1] != "PM10")
+    )

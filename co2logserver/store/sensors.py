@@ -8,7 +8,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     BigInteger,
     Connection,
-    and_,
     bindparam,
     case,
     delete,
@@ -16,6 +15,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Row
@@ -395,7 +395,69 @@ def describe_device(
         conn.execute(update(sensors).where(sensors.c.suid == suid).values(**values))
 
 
-def select_readings(
+class ReadingRow(NamedTuple):
+    """One reading as the read-back shows it, with its registration's kind."""
+
+    registration_id: int
+    ts: int
+    type: int
+    value: float
+    secure: bool
+
+
+def reading_row(row: Any, secure: bool) -> ReadingRow:
+    """A ``(registration_id, ts, type, value)`` row with its registration's kind."""
+    return ReadingRow(row[0], row[1], row[2], row[3], secure)
+
+
+def reading_registrations(
+    conn: Connection, suid: str, verified: bool | None, first: int | None
+) -> list[tuple[int, bool]]:
+    """``(id, secure)`` of the registrations of ``suid`` in order, from ``first`` on."""
+    statement = select(registrations.c.id, registrations.c.secure).where(
+        registrations.c.suid == suid
+    )
+    if verified is not None:
+        statement = statement.where(registrations.c.secure == verified)
+    if first is not None:
+        statement = statement.where(registrations.c.id >= first)
+    return [
+        (r[0], bool(r[1])) for r in conn.execute(statement.order_by(registrations.c.id))
+    ]
+
+
+def registration_readings(
+    registration_id: int,
+    start: int | None,
+    end: int | None,
+    types: Iterable[int] | None,
+    after: tuple[int, int] | None,
+    limit: int,
+):
+    """One registration's readings in key order after ``(ts, type)``.
+
+    ``registration_id = ? AND (ts, type) > (?, ?) ORDER BY ts, type`` is a range
+    scan of the primary key on SQLite and PostgreSQL: a page costs the same at any
+    depth of a history (``tests/test_readback.py`` checks both query plans).
+    """
+    statement = select(
+        readings.c.registration_id, readings.c.ts, readings.c.type, readings.c.value
+    ).where(readings.c.registration_id == registration_id)
+    if start is not None:
+        statement = statement.where(readings.c.ts >= start)
+    if end is not None:
+        statement = statement.where(readings.c.ts < end)
+    if types:
+        statement = statement.where(readings.c.type.in_(list(types)))
+    if after is not None:
+        statement = statement.where(
+            tuple_(readings.c.ts, readings.c.type) > tuple_(*after)
+        )
+    return statement.order_by(readings.c.ts, readings.c.type).limit(limit)
+
+
+def page_of_readings(
+    conn: Connection,
     suid: str,
     start: int | None,
     end: int | None,
@@ -403,45 +465,41 @@ def select_readings(
     verified: bool | None,
     after: tuple[int, int, int] | None,
     limit: int,
-):
-    """Readings of all registrations of ``suid`` in key order, from a cursor on.
+) -> list[ReadingRow]:
+    """Up to ``limit`` readings of ``suid`` in key order after the cursor ``after``.
 
     ``after`` is the ``(registration_id, ts, type)`` of the last reading already
-    returned; pages follow the primary key, so each page is one index range scan.
+    returned; registrations follow each other in order, each one range-scanned.
     """
-    statement = (
-        select(
-            readings.c.registration_id,
-            readings.c.ts,
-            readings.c.type,
-            readings.c.value,
-            registrations.c.secure,
+    rows: list[ReadingRow] = []
+    first = after[0] if after else None
+    for registration, secure in reading_registrations(conn, suid, verified, first):
+        key = (after[1], after[2]) if after and registration == after[0] else None
+        statement = registration_readings(
+            registration, start, end, types, key, limit - len(rows)
         )
-        .join(registrations, registrations.c.id == readings.c.registration_id)
-        .where(registrations.c.suid == suid)
-    )
-    if start is not None:
-        statement = statement.where(readings.c.ts >= start)
-    if end is not None:
-        statement = statement.where(readings.c.ts < end)
-    if types:
-        statement = statement.where(readings.c.type.in_(list(types)))
-    if verified is not None:
-        statement = statement.where(registrations.c.secure == verified)
-    if after is not None:
-        reg, ts, kind = after
-        statement = statement.where(
-            (readings.c.registration_id > reg)
-            | and_(readings.c.registration_id == reg, readings.c.ts > ts)
-            | and_(
-                readings.c.registration_id == reg,
-                readings.c.ts == ts,
-                readings.c.type > kind,
-            )
-        )
-    return statement.order_by(
-        readings.c.registration_id, readings.c.ts, readings.c.type
-    ).limit(limit)
+        rows += [reading_row(row, secure) for row in conn.execute(statement)]
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+def stream_readings(
+    conn: Connection,
+    suid: str,
+    start: int | None,
+    end: int | None,
+    types: Iterable[int] | None,
+    verified: bool | None,
+    after: tuple[int, int, int] | None,
+) -> Iterator[ReadingRow]:
+    """Every reading of ``suid`` after the cursor, fetched in chunks, not at once."""
+    first = after[0] if after else None
+    for registration, secure in reading_registrations(conn, suid, verified, first):
+        key = (after[1], after[2]) if after and registration == after[0] else None
+        statement = registration_readings(registration, start, end, types, key, 2**62)
+        for row in stream(conn, statement):
+            yield reading_row(row, secure)
 
 
 def aggregate_readings(
