@@ -59,19 +59,23 @@ def co2logserver_kind(
     synchronous: str, max_rows: int, source: Path = REPO
 ) -> ServerKind:
     """co2logserver imported from ``source`` (this checkout), not site-packages."""
+    env = {
+        "PYTHONPATH": str(source),
+        "CO2LOGSERVER_RATELIMIT_ENABLED": "False",
+        "CO2LOGSERVER_SQLITE_SYNCHRONOUS": synchronous,
+        "CO2LOGSERVER_MAX_LIMIT_OF_ROWS": str(max_rows),
+        "CO2LOGSERVER_READINGS_MAX_PAGE_SIZE": "100000",
+    }
+    defaults = (source / "co2logserver" / "config_default.py").read_text()
+    if "CO2LOGSERVER_LORAWAN_WEBHOOK_SECRETS" in defaults:
+        # The TTN scenario's webhook secret (lua/ingest.lua sends it); an older
+        # checkout (--source) refuses a key it does not know.
+        env["CO2LOGSERVER_LORAWAN_WEBHOOK_SECRETS"] = '["bench"]'
     return ServerKind(
         name="co2logserver" if synchronous == "FULL" else f"co2logserver/{synchronous}",
         python=sys.executable,
         app="co2logserver:create_app()",
-        env={
-            "PYTHONPATH": str(source),
-            "CO2LOGSERVER_RATELIMIT_ENABLED": "False",
-            "CO2LOGSERVER_SQLITE_SYNCHRONOUS": synchronous,
-            "CO2LOGSERVER_MAX_LIMIT_OF_ROWS": str(max_rows),
-            "CO2LOGSERVER_READINGS_MAX_PAGE_SIZE": "100000",
-            # The TTN scenario's webhook secret (lua/ingest.lua sends it).
-            "CO2LOGSERVER_LORAWAN_WEBHOOK_SECRETS": '["bench"]',
-        },
+        env=env,
     )
 
 

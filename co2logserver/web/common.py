@@ -47,8 +47,9 @@ def is_framed() -> bool:
     An HTTP/1.0 client that sends neither has its body read as empty (gunicorn
     reads no bytes), which it would be told is "not valid JSON".
     """
-    encoding = request.headers.get("Transfer-Encoding", "").lower()
-    return request.content_length is not None or "chunked" in encoding
+    if request.content_length is not None:  # the common case: no header parsing
+        return True
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
 def request_bodies(body_required: bool = True) -> tuple[bytes, bytes]:
