@@ -18,6 +18,7 @@ from co2logserver.errors import BadRequest, NotFound
 from co2logserver.readings import QUANTITIES, location_view
 from co2logserver.store import Store
 from co2logserver.store import accounts as accounts_sql
+from co2logserver.store import history as history_sql
 from co2logserver.store import sensors as sensor_sql
 
 #: Largest UNIX time accepted in a query (the year 9999).
@@ -280,7 +281,7 @@ def readings_page(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     """One page of readings and the cursor of the next page (``None`` at the end)."""
     with store.reading() as conn:
         require_sensor(conn, query.suid)
-        rows = sensor_sql.page_of_readings(
+        rows = history_sql.page_of_readings(
             conn,
             query.suid,
             query.start,
@@ -309,7 +310,7 @@ def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
 
     def rows() -> Iterator[tuple]:
         with store.reading() as conn:
-            for row in sensor_sql.stream_readings(
+            for row in history_sql.stream_readings(
                 conn, query.suid, query.start, query.end, codes, query.verified,
                 query.cursor,
             ):  # fmt: skip
@@ -324,7 +325,7 @@ def aggregate(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     assert query.aggregate is not None, "callers ask for buckets only when given"
     with store.reading() as conn:
         require_sensor(conn, query.suid)
-        statement = sensor_sql.aggregate_readings(
+        statement = history_sql.aggregate_readings(
             query.suid,
             query.start,
             query.end,

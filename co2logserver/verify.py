@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from co2logserver import auth, replay
 from co2logserver.errors import BadOpenSmogHash, Conflict, Forbidden, HashMismatch
 from co2logserver.store import sensors as sensor_sql
+from co2logserver.store import signed as signed_sql
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,10 @@ def check_secure_access(
 
 def check_window(conn, registration: int, signature: replay.Signature) -> bool:
     """Accept an OpenSmogHash2 ``seq`` once; ``False`` for a retry of one accepted."""
-    window = sensor_sql.signed_window(conn, registration)
+    window = signed_sql.signed_window(conn, registration)
     verdict = replay.judge(signature.seq, signature.digest, window)
     if verdict is replay.Verdict.ACCEPT:
-        first = sensor_sql.remember_seq(
+        first = signed_sql.remember_seq(
             conn, registration, signature.seq, signature.digest,
             replay.forgotten_below(window, signature.seq),
         )  # fmt: skip

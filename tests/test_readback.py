@@ -577,7 +577,7 @@ def test_out_of_range_numbers_are_400(sensors, query):
 def test_a_cursor_page_is_a_range_scan_of_the_primary_key(any_db_app):
     """Issue 18: a page costs the same at any depth — its query seeks the key."""
     from co2logserver.store import get_store
-    from co2logserver.store import sensors as sensor_sql
+    from co2logserver.store import history as history_sql
 
     app = any_db_app()
     client = app.test_client()
@@ -592,7 +592,7 @@ def test_a_cursor_page_is_a_range_scan_of_the_primary_key(any_db_app):
         client.post(f"/rogue/v1/sensors/{suid}/readings", data=body).status_code == 200
     )
     store = get_store(app)
-    statement = sensor_sql.registration_readings(
+    statement = history_sql.registration_readings(
         1, None, None, None, (T0 + 400, 5), 100
     )
     with store.reading() as conn:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
@@ -27,7 +26,13 @@ from sqlalchemy.engine import make_url
 from co2logserver.errors import ConfigError, StorageUnavailable
 from co2logserver.store import deadline, schema, writer_lock
 from co2logserver.store.columns import DataTable
-from co2logserver.store.prepared import driver_cursor, driver_rows, placeholders
+from co2logserver.store.marks import (  # noqa: F401  (the store's interface)
+    AlreadyApplied,
+    applying,
+    forget_marks,
+    mark_applied,
+)
+from co2logserver.store.migrate import ADDED_SENSOR_COLUMNS, add_missing_sensor_columns
 from co2logserver.store.quantities import Quantities
 
 log = logging.getLogger(__name__)
@@ -196,69 +201,6 @@ def outage_cause(error: BaseException) -> str:
     cause = getattr(error, "orig", None) or error
     text = str(cause).strip().splitlines()
     return text[0][:200] if text else type(cause).__name__
-
-
-#: The spool record the current write transaction applies (SPEC §10), if any.
-APPLYING: ContextVar[str | None] = ContextVar("co2logserver_applying", default=None)
-
-
-class AlreadyApplied(Exception):
-    """The spool record this transaction applies was applied before."""
-
-
-@contextmanager
-def applying(record_id: str) -> Iterator[None]:
-    """Make the write transactions in this block record ``record_id`` as applied.
-
-    The mark is written in the same transaction as the record's data, so a crash
-    between the two cannot apply a record twice.
-    """
-    token = APPLYING.set(record_id)
-    try:
-        yield
-    finally:
-        APPLYING.reset(token)
-
-
-def mark_applied(conn: Connection) -> None:
-    """Insert the current spool record's mark; :raise AlreadyApplied: if present."""
-    record_id = APPLYING.get()
-    if record_id is None:
-        return
-    sql = (
-        f"INSERT INTO spool_applied (id) VALUES ({placeholders(conn, 1)}) "
-        "ON CONFLICT DO NOTHING RETURNING id"
-    )
-    if not driver_rows(conn, sql, [record_id]):
-        raise AlreadyApplied(record_id)
-
-
-def forget_marks(conn: Connection, prefix: str) -> None:
-    """Delete the applied marks of a spool segment that is gone."""
-    sql = f"DELETE FROM spool_applied WHERE id LIKE {placeholders(conn, 1)}"
-    with driver_cursor(conn) as cursor:
-        cursor.execute(sql, (prefix.replace("%", "") + "%",))
-
-
-#: Columns of ``sensors`` that databases of earlier versions lack, with their DDL.
-ADDED_SENSOR_COLUMNS = {"alias": "TEXT"}
-
-
-def add_missing_sensor_columns(conn: Connection) -> None:
-    """Bring a 1.0-dev ``sensors`` table up to date (SPEC §9's ``alias``).
-
-    ``create_all`` makes missing tables only; a column added later is added here,
-    in the schema transaction, with its index.
-    """
-    present = {column["name"] for column in inspect(conn).get_columns("sensors")}
-    missing = [name for name in ADDED_SENSOR_COLUMNS if name not in present]
-    for name in missing:
-        conn.exec_driver_sql(
-            f"ALTER TABLE sensors ADD COLUMN {name} {ADDED_SENSOR_COLUMNS[name]}"
-        )
-        log.info("database: added the column sensors.%s", name)
-    if "alias" in missing:
-        conn.exec_driver_sql("CREATE INDEX ix_sensors_alias ON sensors (alias)")
 
 
 class Store:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
+from co2logserver import applier, metrics
 from co2logserver.errors import (
     BadRequest,
     LengthRequired,
@@ -109,3 +110,18 @@ def require_json_readings() -> None:
             f"Content-Type {mimetype!r} is not read here: send the readings as a "
             f"JSON array of observations with Content-Type: application/json{hint}"
         )
+
+
+def submit_devices(request_of_devices, ignored_fields: int = 0):
+    """Store a firmware protocol's request (or spool it) and count it per protocol.
+
+    What every adapter of ``co2logserver.web.protocols`` ends with.
+    """
+    result = applier.submit(store(), settings(), "devices", request=request_of_devices)
+    metrics.count_protocol(
+        request_of_devices.protocol,
+        result.stored,
+        len(result.refused_names),
+        ignored_fields,
+    )
+    return result

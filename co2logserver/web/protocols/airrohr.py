@@ -12,9 +12,9 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from co2logserver import applier, limits, metrics
+from co2logserver import limits
 from co2logserver.protocols import airrohr
-from co2logserver.web.common import request_bodies, settings, store
+from co2logserver.web.common import request_bodies, submit_devices
 from co2logserver.web.openapi import responses
 
 bp = Blueprint("airrohr", __name__)
@@ -41,13 +41,7 @@ def push():
     parsed = airrohr.parse_push(body, request.headers, received)
     if not request.headers.get("X-Sensor"):
         limits.hit_sensor_limit(f"airrohr:{parsed.node}")
-    result = applier.submit(store(), settings(), "devices", request=parsed.request)
-    metrics.count_protocol(
-        airrohr.PROTOCOL,
-        result.stored,
-        len(result.refused_names),
-        parsed.ignored_fields,
-    )
+    submit_devices(parsed.request, parsed.ignored_fields)
     return Response(b"", status=200)
 
 

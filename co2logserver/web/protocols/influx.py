@@ -1,7 +1,7 @@
 """Blueprint ``influx``: InfluxDB's write API for Tasmota, Telegraf and airrohr.
 
 ``POST /write`` (1.x) and ``POST /api/v2/write`` (2.x) store line protocol through
-:func:`co2logserver.devices.submit_devices`; ``/ping`` and the ``CREATE DATABASE``
+:func:`co2logserver.web.common.submit_devices`; ``/ping`` and the ``CREATE DATABASE``
 stub of ``/query`` are there so that clients which check the server first start
 sending. Errors come in each API's own shape: 1.x ``{"error": …}``, 2.x
 ``{"code": …, "message": …}`` with ``X-Platform-Error-Code`` (plus ``error``, our
@@ -26,11 +26,11 @@ from flask import Blueprint, Response, request
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
-from co2logserver import applier, limits, metrics
+from co2logserver import limits
 from co2logserver.errors import ApiError, BadRequest, PayloadTooLarge
 from co2logserver.protocols import influx
 from co2logserver.version import __version__
-from co2logserver.web.common import request_bodies, settings, store
+from co2logserver.web.common import request_bodies, submit_devices
 from co2logserver.web.openapi import INGEST_ERRORS, responses
 from co2logserver.web.openapi import query as param
 
@@ -111,10 +111,7 @@ def store_write(precision: str, credential: str | None, hint: str) -> Response:
     """Parse the body (raw, whatever the Content-Type says) and store it; 204."""
     _, body = request_bodies()
     write = influx.parse_write(body, precision, int(time.time()), credential, hint)
-    result = applier.submit(store(), settings(), "devices", request=write.request)
-    metrics.count_protocol(
-        influx.PROTOCOL, result.stored, len(result.refused_names), write.ignored_fields
-    )
+    submit_devices(write.request, write.ignored_fields)
     return Response(status=204)
 
 

@@ -22,11 +22,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from co2logserver import applier, limits, metrics
+from co2logserver import limits
 from co2logserver.errors import NotFound, UnsupportedMediaType, WrongCredential
 from co2logserver.protocols import lorawan
 from co2logserver.web import openapi
-from co2logserver.web.common import request_bodies, settings, store
+from co2logserver.web.common import request_bodies, settings, submit_devices
 
 bp = Blueprint("lorawan", __name__)
 
@@ -82,13 +82,7 @@ def store_uplink(uplink: lorawan.Uplink | None, ignored_why: str):
     if uplink is None:
         return {"ignored": ignored_why}
     limits.hit_sensor_limit(uplink.device)
-    result = applier.submit(store(), settings(), "devices", request=uplink.request)
-    metrics.count_protocol(
-        lorawan.PROTOCOL,
-        result.stored,
-        refused_types=len(result.refused_names),
-        ignored_fields=uplink.ignored,
-    )
+    submit_devices(uplink.request, uplink.ignored)
     return Response(b"", status=200)
 
 
