@@ -24,6 +24,7 @@ from typing import Any
 from co2logserver import auth, devices, ingest, verify
 from co2logserver.devices import DeviceReadings, DeviceRequest, DeviceResult
 from co2logserver.errors import ApiError, StorageUnavailable
+from co2logserver.observation_checks import checked_payload
 from co2logserver.parsers import Batch
 from co2logserver.spool import APPLIER_LOCK, Record, Spool, decode
 from co2logserver.store import AlreadyApplied, Store, applying, forget_marks
@@ -58,7 +59,7 @@ def admit_readings(store: Store, settings: Mapping, now: float, **args) -> dict:
             settings, credentials, authorization, args["raw_body"] or args["body"],
             rogue_route, now,
         )  # fmt: skip
-    _observations, error = ingest.checked_payload(args["body"], settings, now)
+    _observations, error = checked_payload(args["body"], settings, now)
     if error:
         raise error
     return {**args, "suid": suid}

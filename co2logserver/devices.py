@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from co2logserver import ingest, verify
-from co2logserver.errors import BadRequest, Forbidden, WrongCredential
+from co2logserver.errors import BadRequest, Forbidden, WrongCredential, raise_errors
+from co2logserver.observation_checks import EARLIEST_TIMESTAMP
 from co2logserver.readings import QUANTITIES, learned_name_problem
 from co2logserver.store import Store
 from co2logserver.store import sensors as sensor_sql
@@ -86,7 +87,7 @@ def check_device_readings(
                 problems.append(f"{where}: value must be a number")
             elif not math.isfinite(value):
                 problems.append(f"{where}: value {value!r} is not a finite number")
-            if not ingest.EARLIEST_TIMESTAMP <= ts <= latest:
+            if not EARLIEST_TIMESTAMP <= ts <= latest:
                 problems.append(
                     f"{where}: time {ts} is out of range (2000-01-01 to now + "
                     "CO2LOGSERVER_MAX_CLOCK_SKEW); is the device clock set?"
@@ -116,7 +117,7 @@ def submit_devices(
     spool already checked (the request's credential is never written to disk).
     """
     now = time.time() if now is None else now
-    ingest.raise_errors(check_device_readings(request, settings, now))
+    raise_errors(check_device_readings(request, settings, now))
     accept = settings["CO2LOGSERVER_ACCEPT_NEW_READING_TYPE"]
     result = DeviceResult()
     # Sorted by SUID: two requests lock new sensors in one order, never deadlock.

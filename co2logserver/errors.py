@@ -6,7 +6,11 @@ Every error a client sees is ``{"error": "<what was wrong and how to fix it>"}``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+#: How many problems one error message lists; the rest are counted.
+MAX_ERRORS = 20
 
 
 class ConfigError(Exception):
@@ -97,3 +101,18 @@ class StorageUnavailable(ApiError):
 def error_body(message: str) -> dict[str, Any]:
     """Return the one JSON error shape: ``{"error": message}``."""
     return {"error": message}
+
+
+def raise_errors(errors: Sequence[str], error_class: type[ApiError] = BadRequest):
+    """Raise one error listing the first problems found (none: return).
+
+    Every check collects all its problems first, so a client fixes a request in one
+    round; :data:`MAX_ERRORS` keeps the message readable.
+    """
+    if errors:
+        more = (
+            f" (and {len(errors) - MAX_ERRORS} more)"
+            if len(errors) > MAX_ERRORS
+            else ""
+        )
+        raise error_class("; ".join(errors[:MAX_ERRORS]) + more)

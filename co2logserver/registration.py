@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from co2logserver import auth, verify
-from co2logserver.errors import BadRequest, NotFound, PayloadTooLarge
-from co2logserver.ingest import raise_errors
+from co2logserver.errors import BadRequest, NotFound, PayloadTooLarge, raise_errors
 from co2logserver.parsers import parse_json_document
 from co2logserver.store import Store
 from co2logserver.store import accounts as accounts_sql

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from co2logserver import auth, create_app, ingest, parsers
+from co2logserver import auth, create_app, observation_checks, parsers, upload_checks
 from co2logserver.errors import ApiError
 from co2logserver.readings import QUANTITIES
 from co2logserver.store import get_store
@@ -165,7 +165,9 @@ def test_gzip_round_trip_within_the_limit(data):
 @given(document=json_documents | st.lists(json_documents, max_size=5))
 def test_observation_validation_takes_any_document(document):
     config = {"CO2LOGSERVER_MAX_OBSERVATIONS": 1000, "CO2LOGSERVER_MAX_CLOCK_SKEW": 60}
-    checked = only_api_errors(ingest.check_observations, document, config, NOW)
+    checked = only_api_errors(
+        observation_checks.check_observations, document, config, NOW
+    )
     for observation in checked or []:
         assert observation.readings
         assert all(math.isfinite(v) for v in observation.readings.values())
@@ -183,9 +185,9 @@ def test_upload_validation_takes_any_columns(columns):
         "CO2LOGSERVER_TIME_COLS": ["time"],
         "CO2LOGSERVER_TIME_CONVERTER": lambda v, c: v,
     }
-    normal = only_api_errors(ingest.normalise, batch, config)
+    normal = only_api_errors(upload_checks.normalise, batch, config)
     for name in normal.columns if normal else {}:
-        assert ingest.COLUMN_NAME.fullmatch(name)
+        assert upload_checks.COLUMN_NAME.fullmatch(name)
 
 
 @FUZZ

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from co2logserver import ingest
 from co2logserver.devices import DeviceReadings, DeviceRequest
 from co2logserver.errors import BadRequest
+from co2logserver.observation_checks import EARLIEST_TIMESTAMP
 from co2logserver.readings import resolve
 
 PROTOCOL = "lorawan"
@@ -153,7 +153,7 @@ def uplink_time(candidates: list[tuple[str, Any]], now: float, skew: float) -> i
         if value is None:
             continue
         seconds = rfc3339_seconds(value, where)
-        if ingest.EARLIEST_TIMESTAMP <= seconds <= now + skew:
+        if EARLIEST_TIMESTAMP <= seconds <= now + skew:
             return seconds
     return int(now)
 
