@@ -1,46 +1,25 @@
-"""MQTT ingestion: readings published to a broker take the same path as ``/v1``.
+"""The paho client: connect, subscribe, store each message, then acknowledge it.
 
-A sensor publishes the JSON observation array of the OpenSmog API to
-``<prefix>/v1/sensors/<SUID>/readings`` (verified path: the OpenSmogHash as one more
-topic level, or as the MQTT 5 user property ``authorization``) or to
-``<prefix>/rogue/v1/sensors/<SUID>/readings``. Every message goes through
-:func:`co2logserver.ingest.submit_readings`, so validation, verification, safe retries
-and storage are those of HTTP. A refused message is answered on
-``.../sensors/<SUID>/errors`` with the JSON error body HTTP would give.
-
-Nothing is lost: the subscription is QoS 1 on a persistent session, and a message is
-acknowledged to the broker only after its transaction has committed. While the
-database is unavailable the message waits unacknowledged and is tried again; should
-the subscriber die meanwhile, the broker delivers it again after the reconnect, and
-the safe-retry rule absorbs whatever arrives twice. No Flask here.
+The one worker thread takes messages in arrival order from paho's network thread,
+hands each to the :class:`~co2logserver.mqtt.handler.ReadingsHandler`, publishes
+a refusal on the sensor's errors topic, and acknowledges only after the commit.
+The only module that imports paho (the optional ``mqtt`` extra).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from limits import parse as parse_rate
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
-
-from co2logserver import ingest, metrics, rejected
-from co2logserver.errors import (
-    ApiError,
-    ConfigError,
-    PayloadTooLarge,
-    StorageUnavailable,
-    error_body,
-)
+from co2logserver import metrics
+from co2logserver.errors import ApiError, ConfigError, StorageUnavailable, error_body
+from co2logserver.mqtt.handler import ReadingsHandler, Refusal
+from co2logserver.mqtt.topics import parse_broker_url, subscription_filters
 from co2logserver.store import Store
 
 try:
@@ -52,7 +31,8 @@ try:
 except ImportError:  # the "mqtt" extra is not installed; MqttSubscriber says so
     paho = None  # type: ignore[assignment]  # checked before every use
 
-log = logging.getLogger(__name__)
+# "co2logserver.mqtt", as before the package split: operators' filters still match.
+log = logging.getLogger(__package__)
 
 #: QoS 1 messages the broker may have in flight to the subscriber (MQTT 5 Receive
 #: Maximum); the rest wait in the broker's persistent queue, not in our memory.
@@ -62,261 +42,6 @@ RECEIVE_MAXIMUM = 64
 UNEXPECTED_ATTEMPTS = 3
 #: Seconds ``stop()`` waits for the message in hand to be stored.
 STOP_TIMEOUT = 30.0
-#: Namespace of the per-SUID counters in the rate-limit storage.
-RATE_NAMESPACE = "mqtt-sensor"
-SCHEMES = {"mqtt": (1883, False), "mqtts": (8883, True)}
-
-
-class RateLimited(ApiError):
-    """Too many messages from one sensor (HTTP would answer 429)."""
-
-    status = 429
-
-
-class InternalError(ApiError):
-    """Storing failed for an unexpected reason, again and again (HTTP: 500)."""
-
-    status = 500
-
-
-# --------------------------------------------------------------------------------------
-# Configuration and topics
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Where the broker is and how to log in."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-
-def parse_broker_url(url: str) -> Broker:
-    """Read ``mqtt://user:password@host:1883`` (``mqtts://`` for TLS).
-
-    :raise ConfigError: naming ``CO2LOGSERVER_MQTT_URL`` (never echoing a password).
-    """
-    parts = urlsplit(str(url))
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if parts.scheme not in SCHEMES or not parts.hostname or port == -1:
-        raise ConfigError(
-            "CO2LOGSERVER_MQTT_URL must look like mqtt://user:password@host:1883 or "
-            "mqtts://host:8883"
-        )
-    default_port, tls = SCHEMES[parts.scheme]
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return Broker(parts.hostname, port or default_port, tls, username, password)
-
-
-def topic_prefix(settings: Mapping[str, Any]) -> str:
-    """``CO2LOGSERVER_MQTT_PREFIX`` without outer slashes.
-
-    :raise ConfigError: for an empty prefix or one with wildcards.
-    """
-    prefix = str(settings["CO2LOGSERVER_MQTT_PREFIX"]).strip("/")
-    if not prefix or "+" in prefix or "#" in prefix:
-        raise ConfigError(
-            "CO2LOGSERVER_MQTT_PREFIX must be a topic like opensmog, without + or #"
-        )
-    return prefix
-
-
-@dataclass(frozen=True)
-class Route:
-    """What a readings topic says: the sensor, the path and the topic hash."""
-
-    prefix: str
-    suid: str
-    rogue: bool
-    topic_hash: str | None = None
-
-    @property
-    def errors_topic(self) -> str:
-        """Where refusals of this sensor's messages are published."""
-        path = "rogue/v1" if self.rogue else "v1"
-        return f"{self.prefix}/{path}/sensors/{self.suid}/errors"
-
-
-def parse_topic(topic: str, prefix: str) -> Route | None:
-    """The route of ``<prefix>/[rogue/]v1/sensors/<SUID>/readings[/<hash>]``.
-
-    Returns ``None`` for any other topic.
-    """
-    if not topic.startswith(prefix + "/"):
-        return None
-    levels = topic[len(prefix) + 1 :].split("/")
-    rogue = levels[0] == "rogue"
-    if rogue:
-        levels = levels[1:]
-    if len(levels) not in (4, 5) or levels[:2] != ["v1", "sensors"]:
-        return None
-    if levels[3] != "readings":
-        return None
-    topic_hash = levels[4] if len(levels) == 5 else None
-    return Route(prefix, levels[2], rogue, topic_hash)
-
-
-def subscription_filters(prefix: str, group: str = "") -> list[str]:
-    """The topic filters of both paths, with and without the hash level."""
-    share = f"$share/{group}/" if group else ""
-    return [
-        f"{share}{prefix}/{path}/sensors/+/readings{tail}"
-        for path in ("v1", "rogue/v1")
-        for tail in ("", "/+")
-    ]
-
-
-def authorization_of(route: Route, properties: Any) -> str | None:
-    """The ``Authorization`` value HTTP would have seen, or ``None``.
-
-    The topic level wins (MQTT 3.1.1 devices have no other place for it): a hex
-    OpenSmogHash, or ``ts=…,seq=…,hash=…`` for OpenSmogHash2; else the
-    MQTT 5 user property ``authorization``, its name compared case-insensitively
-    as an HTTP header name is.
-    """
-    if route.topic_hash is not None:
-        scheme = (
-            "OpenSmogHash2" if route.topic_hash.startswith("ts=") else "OpenSmogHash"
-        )
-        return f"{scheme} {route.topic_hash}"
-    for name, value in getattr(properties, "UserProperty", None) or ():
-        if name.lower() == "authorization":
-            return value
-    return None
-
-
-# --------------------------------------------------------------------------------------
-# One message -> one ingest call
-# --------------------------------------------------------------------------------------
-
-
-class SensorRateLimit:
-    """``CO2LOGSERVER_RATELIMIT_SENSOR`` per SUID, counted in the limits storage.
-
-    Counted with the ``limits`` library (what Flask-Limiter uses), in fixed windows
-    as HTTP's limit, in ``CO2LOGSERVER_RATELIMIT_STORAGE``: a ``redis://`` URI shares
-    the counters among subscriber processes (under their own names, apart from
-    HTTP's). When that storage cannot be reached, messages pass, as HTTP requests
-    do: a refused message would be dropped for good, a passed one costs a write.
-    """
-
-    def __init__(self, settings: Mapping[str, Any]):
-        self.enabled = bool(settings["CO2LOGSERVER_RATELIMIT_ENABLED"])
-        if not self.enabled:
-            return
-        try:
-            self.item = parse_rate(settings["CO2LOGSERVER_RATELIMIT_SENSOR"])
-            storage = storage_from_string(settings["CO2LOGSERVER_RATELIMIT_STORAGE"])
-        except Exception as error:
-            raise ConfigError(
-                f"CO2LOGSERVER_RATELIMIT_SENSOR or _RATELIMIT_STORAGE: {error}"
-            ) from None
-        self.limiter = FixedWindowRateLimiter(storage)
-
-    def check(self, suid: str) -> None:
-        """Count one message of ``suid``.
-
-        :raise RateLimited: 429 with ``Retry-After`` when over the limit.
-        """
-        if not self.enabled:
-            return
-        key = suid.lower()
-        try:
-            if self.limiter.hit(self.item, RATE_NAMESPACE, key):
-                return
-            stats = self.limiter.get_window_stats(self.item, RATE_NAMESPACE, key)
-        except Exception:
-            log.warning("rate-limit storage unavailable; message passed", exc_info=True)
-            return
-        retry = max(1, math.ceil(stats.reset_time - time.time()))
-        # The words of HTTP's 429 (co2logserver.limits), so a sensor reads one text.
-        raise RateLimited(
-            f"Too many requests: at most {self.item} for this sensor "
-            f"(CO2LOGSERVER_RATELIMIT_SENSOR); retry after {retry} s",
-            headers={"Retry-After": str(retry)},
-        )
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """An error published on the sensor's errors topic instead of storing."""
-
-    topic: str
-    error: ApiError
-
-
-def check_size(payload: bytes, limit: int) -> None:
-    """:raise PayloadTooLarge: 413 for a payload over ``MAX_CONTENT_LENGTH``."""
-    if len(payload) > limit:
-        raise PayloadTooLarge(
-            f"The message has {len(payload)} bytes, at most {limit} are accepted; "
-            "send fewer observations per message"
-        )
-
-
-class ReadingsHandler:
-    """Turns one MQTT message into one ingest call; knows nothing of paho."""
-
-    def __init__(self, store: Store, settings: Mapping[str, Any]):
-        self.store = store
-        self.settings = settings
-        self.prefix = topic_prefix(settings)
-        self.rate_limit = SensorRateLimit(settings)
-
-    def handle(
-        self, topic: str, payload: bytes, properties: Any = None
-    ) -> Refusal | None:
-        """Store one message, or return why it is refused (nothing of it stored).
-
-        :raise StorageUnavailable: when the database is down; the message must wait
-            unacknowledged.
-        """
-        route = parse_topic(topic, self.prefix)
-        if route is None:
-            log.warning("ignored a message on %s: not a readings topic", topic)
-            return None
-        try:
-            check_size(payload, self.settings["CO2LOGSERVER_MAX_CONTENT_LENGTH"])
-            self.rate_limit.check(route.suid)
-            ingest.submit_readings(
-                self.store,
-                self.settings,
-                route.suid,
-                payload,
-                authorization_of(route, properties),
-                rogue_route=route.rogue,
-                raw_body=payload,
-            )
-        except StorageUnavailable:
-            raise
-        except ApiError as error:
-            protocol = "MQTT rogue readings" if route.rogue else "MQTT readings"
-            rejected.note(
-                self.store, route.suid, error.status, protocol, error.message, payload
-            )
-            return Refusal(route.errors_topic, error)
-        return None
-
-    def internal_error(self, topic: str) -> Refusal | None:
-        """The refusal of a message that failed unexpectedly again and again."""
-        route = parse_topic(topic, self.prefix)
-        if route is None:
-            return None
-        return Refusal(
-            route.errors_topic,
-            InternalError(
-                "The server could not store this message and dropped it; the "
-                "operator has been told (see the server log)"
-            ),
-        )
 
 
 def error_properties(error: ApiError, request: Any) -> Properties:
@@ -336,10 +61,7 @@ def error_properties(error: ApiError, request: Any) -> Properties:
     return properties
 
 
-# --------------------------------------------------------------------------------------
-# The subscriber
-# --------------------------------------------------------------------------------------
-
+#: What ``_attempt`` returns for a message to be tried again later.
 RETRY = object()
 
 
