@@ -7,6 +7,8 @@ import re
 import schemathesis
 
 from co2logserver.web import openapi
+from co2logserver.web.openapi.core import ERROR_REF
+from co2logserver.web.openapi.owners import HTML_ERROR
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
@@ -50,7 +52,7 @@ def test_owner_forms_answer_html_errors():
     ]
     assert len(owners) == 10
     for operation in owners:
-        assert operation["responses"]["400"] == openapi.HTML_ERROR
+        assert operation["responses"]["400"] == HTML_ERROR
 
 
 def test_every_route_is_documented_with_its_methods(app):
@@ -60,7 +62,7 @@ def test_every_route_is_documented_with_its_methods(app):
 def test_every_error_answer_is_the_json_error_schema():
     doc = openapi.document()
     error = doc["components"]["responses"]["Error"]
-    assert error["content"]["application/json"]["schema"] == openapi.ERROR_REF
+    assert error["content"]["application/json"]["schema"] == ERROR_REF
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             if "owners" in operation["tags"]:

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, request
 from co2logserver import limits
 from co2logserver.protocols import airrohr
 from co2logserver.web.common import request_bodies, submit_devices
-from co2logserver.web.openapi import responses
+from co2logserver.web.openapi.parts import responses
 
 bp = Blueprint("airrohr", __name__)
 

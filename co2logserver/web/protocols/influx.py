@@ -31,8 +31,8 @@ from co2logserver.errors import ApiError, BadRequest, PayloadTooLarge
 from co2logserver.protocols import influx
 from co2logserver.version import __version__
 from co2logserver.web.common import request_bodies, submit_devices
-from co2logserver.web.openapi import INGEST_ERRORS, responses
-from co2logserver.web.openapi import query as param
+from co2logserver.web.openapi.parts import INGEST_ERRORS, responses
+from co2logserver.web.openapi.parts import query as param
 
 bp = Blueprint("influx", __name__)
 

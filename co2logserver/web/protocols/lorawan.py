@@ -25,8 +25,8 @@ from flask import Blueprint, Response, request
 from co2logserver import limits
 from co2logserver.errors import NotFound, UnsupportedMediaType, WrongCredential
 from co2logserver.protocols import lorawan
-from co2logserver.web import openapi
 from co2logserver.web.common import request_bodies, settings, submit_devices
+from co2logserver.web.openapi.parts import responses
 
 bp = Blueprint("lorawan", __name__)
 
@@ -134,7 +134,7 @@ def operation(summary: str, description: str, parameters: list) -> dict[str, Any
                 "required": True,
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
-            "responses": openapi.responses(
+            "responses": responses(
                 {"200": {"description": "Stored (empty body) or ignored."}},
                 ("400", "401", "404", "405", "413", "415"),
             ),

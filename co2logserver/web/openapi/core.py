@@ -1,35 +1,27 @@
-"""Blueprint ``openapi``: the HTTP API as an OpenAPI 3.0 document at ``/openapi.json``.
+"""The OpenAPI document of the legacy, OpenSmog, read and operations routes.
 
-The document is a Python dict in this one module, so it ships with the package
-without data files. ``tests/test_openapi.py`` checks it against ``app.url_map``
-(every route documented, every documented path a route with the same methods), and
-``tests/test_schemathesis.py`` fuzzes the live server from it. Error answers share
-one schema, ``Error``: the ``{"error": "..."}`` body of every 4xx and 5xx.
+The routes of SPEC §3 to §8 as one dict, with the schemas of their bodies and the
+shared ``Error`` component; the owners' pages come from :mod:`~.owners` and the
+firmware protocols add their own paths in the package's ``document()``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint
-
 from co2logserver.version import __version__
-
-bp = Blueprint("openapi", __name__)
+from co2logserver.web.openapi.owners import owner_paths
+from co2logserver.web.openapi.parts import (
+    INGEST_ERRORS,
+    READ_ERRORS,
+    SUID,
+    ok,
+    page,
+    query,
+    responses,
+)
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
-#: Statuses an ingest route may answer with an error (SPEC §3).
-INGEST_ERRORS = ("400", "401", "403", "404", "405", "409", "411", "413", "415")
-READ_ERRORS = ("400", "403", "404", "405")
-COMMON_ERRORS = ("429", "500", "503")
-
-SUID = {
-    "name": "suid",
-    "in": "path",
-    "required": True,
-    "description": "RFC 4122 UUID in canonical 8-4-4-4-12 hex form.",
-    "schema": {"type": "string", "format": "uuid"},
-}
 OBSERVATIONS = {
     "type": "array",
     "minItems": 1,
@@ -64,108 +56,6 @@ LEGACY_COLUMNS = {
 }
 
 
-def query(name: str, description: str, **schema: Any) -> dict[str, Any]:
-    """An optional query parameter (a string unless ``schema`` says otherwise)."""
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
-
-
-def responses(success: dict[str, Any], errors: tuple[str, ...]) -> dict[str, Any]:
-    """``success`` plus the shared JSON error answer for each status in ``errors``."""
-    answers = dict(success)
-    for status in (*errors, *COMMON_ERRORS):
-        answers[status] = {"$ref": "#/components/responses/Error"}
-    return answers
-
-
-def ok(content_type: str, schema: dict[str, Any] | None = None, text: str = "OK"):
-    """A 200 answer of one content type."""
-    return {
-        "200": {
-            "description": text,
-            "content": {content_type: {"schema": schema or {}}},
-        }
-    }
-
-
-def page(summary: str) -> dict[str, Any]:
-    """A GET that answers an HTML page."""
-    return {
-        "get": {
-            "summary": summary,
-            "tags": ["pages"],
-            "responses": responses(ok("text/html", {"type": "string"}), ("404",)),
-        }
-    }
-
-
-#: Error pages of the owners' forms: HTML, not the API's JSON (they are read by
-#: people, in the page they posted from).
-HTML_ERROR = {"description": "The page again, saying what was wrong (HTML)."}
-OWNER_ERRORS = ("400", "401", "403", "404", "429", "502", "503")
-
-
-def owner_page(summary: str, form: dict[str, Any] | None = None, get: bool = True):
-    """An owners' page (``tags: owners``): GET shows it, POST sends its form.
-
-    A form needs its CSRF token (400 without); a page that needs a signed-in owner
-    answers 302 to ``/signin``.
-    """
-    answers = {
-        "200": {
-            "description": "The page (HTML).",
-            "content": {"text/html": {"schema": {"type": "string"}}},
-        },
-        "302": {"description": "Done, or sign in first: go to Location."},
-        **{status: HTML_ERROR for status in OWNER_ERRORS},
-        "500": HTML_ERROR,
-    }
-    item: dict[str, Any] = {}
-    if get:
-        item["get"] = {"summary": summary, "tags": ["owners"], "responses": answers}
-    if form is not None:
-        fields = {"csrf_token": {"type": "string"}, **form}
-        item["post"] = {
-            "summary": summary + " (form)",
-            "tags": ["owners"],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {"type": "object", "properties": fields}
-                    }
-                },
-            },
-            "responses": answers,
-        }
-    return item
-
-
-def owner_paths() -> dict[str, Any]:
-    """The owners' pages of SPEC §12, and the public map."""
-    text = {"type": "string"}
-    account = {"username": text, "password": text}
-    sensor = owner_page("An owned sensor's settings.", {"action": text})
-    for operation in sensor.values():
-        operation["parameters"] = [SUID]
-    return {
-        "/map": page("Map of the sensors with a public location (HTML)."),
-        "/signup": owner_page(
-            "Create an owner account.", {**account, "invitation": text}
-        ),
-        "/signin": owner_page("Sign in.", account),
-        "/signout": owner_page("Sign out.", {}, get=False),
-        "/claim": owner_page("Claim a sensor.", {"suid": text, "code": text}),
-        "/my/sensors": owner_page("The owner's sensors and their status."),
-        "/my/sensors/{suid}": sensor,
-    }
-
-
 def readings_post(summary: str, security: bool) -> dict[str, Any]:
     """``POST .../readings`` of the verified or the rogue route."""
     operation: dict[str, Any] = {
@@ -183,13 +73,6 @@ def readings_post(summary: str, security: bool) -> dict[str, Any]:
     if security:
         operation["security"] = [{}, {"OpenSmogHash": []}]
     return operation
-
-
-def document() -> dict[str, Any]:
-    """The OpenAPI document of this server's HTTP API, protocols included."""
-    served = core_document()
-    served["paths"].update(protocol_paths())
-    return served
 
 
 def core_document() -> dict[str, Any]:
@@ -418,19 +301,3 @@ def core_document() -> dict[str, Any]:
             },
         },
     }
-
-
-def protocol_paths() -> dict[str, Any]:
-    """The paths the firmware protocols' blueprints document themselves."""
-    from co2logserver.web import protocols
-
-    paths: dict[str, Any] = {}
-    for module in protocols.modules():
-        paths.update(module.OPENAPI_PATHS)
-    return paths
-
-
-@bp.get("/openapi.json")
-def openapi_json():
-    """The OpenAPI document (JSON)."""
-    return document()
