@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from co2logserver.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +35,22 @@ def test_sensemapi_has_an_upper_bound():
     """osem.py leans on sensemapi internals; a new minor version may move them."""
     (requirement,) = PROJECT["project"]["optional-dependencies"]["opensensemap"]
     assert requirement.startswith("sensemapi>=") and ",<" in requirement
+
+
+def test_the_wheel_holds_every_package():
+    """Each package directory (``mqtt/``, ``web/openapi/``, …) is found for the build.
+
+    setuptools' find with the pyproject's ``include`` is what the wheel ships; a
+    package it misses would import in a checkout and fail once installed.
+    """
+    setuptools = pytest.importorskip("setuptools")
+    found = setuptools.find_packages(
+        where=str(ROOT), **PROJECT["tool"]["setuptools"]["packages"]["find"]
+    )
+    package = ROOT / "co2logserver"
+    directories = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in package.rglob("__init__.py")
+    }
+    assert {"co2logserver.mqtt", "co2logserver.web.openapi"} <= directories
+    assert sorted(found) == sorted(directories)
