@@ -1,7 +1,8 @@
 """Blueprint ``openapi``: the HTTP API as an OpenAPI 3.0 document at ``/openapi.json``.
 
-The document is Python dicts in this package, so it ships without data files. ``tests/test_openapi.py`` checks it against ``app.url_map``
-(every route documented, every documented path a route with the same methods), and
+The document is Python dicts in this package, so it ships without data files.
+``tests/test_openapi.py`` checks it against ``app.url_map`` (every route
+documented, every documented path a route with the same methods), and
 ``tests/test_schemathesis.py`` fuzzes the live server from it. Error answers share
 one schema, ``Error``: the ``{"error": "..."}`` body of every 4xx and 5xx.
 
