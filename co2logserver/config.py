@@ -342,7 +342,8 @@ def check_osem(config: dict) -> None:
             "CO2LOGSERVER_OSEM_UPLOAD is on but CO2LOGSERVER_OSEM_PASSWORD "
             "(or SENSEMAP_PASSWORD) is not set"
         )
-    # Look for it without importing it: co2logserver.osem is the one importer.
+    # Look for it without importing it: only co2logserver.forwarding.account
+    # and .client import it.
     if importlib.util.find_spec("sensemapi") is None:
         raise ConfigError(
             "CO2LOGSERVER_OSEM_UPLOAD needs the sensemapi package: "
