@@ -101,9 +101,6 @@ class BoxPlan:
         return list(dict.fromkeys(r.spec for r in self.readings))
 
 
-# ------------------------------------------------------------------ values
-
-
 def setting(settings: Mapping[str, Any], key: str) -> Any:
     """The value of ``CO2LOGSERVER_<key>``; a missing key is a bug, not a default."""
     return settings[PREFIX + key]
@@ -195,9 +192,6 @@ def row_location(
     return as_location(
         value("OSEM_LAT_COL"), value("OSEM_LON_COL"), value("OSEM_HEIGHT_COL")
     )
-
-
-# ------------------------------------------------------------- box texts
 
 
 def server_name(settings: Mapping[str, Any]) -> str:
