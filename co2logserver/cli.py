@@ -169,7 +169,7 @@ def forward_command(ctx):
     """
     import signal
 
-    from co2logserver.forwarder import OutboxForwarder
+    from co2logserver.forwarding.worker import OutboxForwarder
     from co2logserver.store import get_store
 
     ctx.obj["overrides"]["CO2LOGSERVER_OSEM_FORWARDER_THREAD"] = False

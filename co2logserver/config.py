@@ -44,6 +44,19 @@ CALLABLE_KEYS = (
     "ACCEPT_NEW_COLUMN",
     "ACCEPT_NEW_READING_TYPE",
 )
+#: The operator's functions forwarding calls; it has no fallback for any of them
+#: (#14), so forwarding does not start without them. The value filter may be None.
+OSEM_CALLABLE_KEYS = (
+    "OSEM_COL_REDIRECT",
+    "OSEM_BOX_REDIRECT",
+    "OSEM_BOX_NAME_GENERATOR",
+    "OSEM_SENSOR_TITLE_GENERATOR",
+    "OSEM_UNIT_COVERTER",
+    "OSEM_ICON_DETERMINER",
+    "OSEM_EXPOSURE_DETERMINER",
+    "DEFAULT_LAT",
+    "DEFAULT_LON",
+)
 POSITIVE_INTEGER_KEYS = (
     "MAX_LIMIT_OF_ROWS",
     "MAX_ROWS",
@@ -342,10 +355,17 @@ def check_osem(config: dict) -> None:
             "CO2LOGSERVER_OSEM_UPLOAD is on but CO2LOGSERVER_OSEM_PASSWORD "
             "(or SENSEMAP_PASSWORD) is not set"
         )
-    # Look for it without importing it: co2logserver.osem is the one importer.
+    # Look for it without importing it: only co2logserver.forwarding.account
+    # and .client import it.
     if importlib.util.find_spec("sensemapi") is None:
         raise ConfigError(
             "CO2LOGSERVER_OSEM_UPLOAD needs the sensemapi package: "
             "pip install 'sensemapi>=0.5,<0.6'"
         )
     check_regex(config, "OSEM_COL_REGEX", {"type", "quantity", "unit"})
+    for key in OSEM_CALLABLE_KEYS:
+        if not callable(config[PREFIX + key]):
+            raise ConfigError(f"{PREFIX}{key} must be a function")
+    value_filter = config[PREFIX + "OSEM_VALUE_FILTER"]
+    if value_filter is not None and not callable(value_filter):
+        raise ConfigError(f"{PREFIX}OSEM_VALUE_FILTER must be a function or None")

@@ -16,6 +16,7 @@ from typing import Any
 
 from co2logserver import readback
 from co2logserver.errors import BadRequest
+from co2logserver.forwarding.errors import scrub
 from co2logserver.readings import BY_CODE, QUANTITIES
 from co2logserver.store import Store, outbox
 from co2logserver.store import accounts as accounts_sql
@@ -66,13 +67,13 @@ SORT_KEYS = ("suid", "model", "location", "secure", "last_reading", "reading_cou
 
 
 def redact(text: str | None, secrets: list[str]) -> str | None:
-    """The forwarder's last error, shortened and without credentials in it."""
+    """The forwarder's last error, shortened and without credentials in it.
+
+    Scrubbed by forwarding's one rule (credentials, tokens), then cut to 300.
+    """
     if not text:
         return text
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text[:300]
+    return scrub(text, secrets)[:300]
 
 
 def overview(store: Store, settings: Mapping[str, Any]) -> dict[str, Any]:

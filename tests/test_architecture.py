@@ -55,9 +55,6 @@ LONG_MODULES = {
     "co2logserver.config_default",
     # The engine, transactions and the data table's facade; split by #14's store work.
     "co2logserver.store",
-    # To be split into the forwarding/ package (#14).
-    "co2logserver.forwarder",
-    "co2logserver.osem",
 }
 
 #: What each part of a module split along its concepts (#14) may import of the
@@ -312,3 +309,79 @@ def test_only_the_mqtt_subscriber_imports_paho():
     """paho is an optional extra: topics and handler work (and test) without it."""
     found = importers(lambda imported: is_within(imported, "paho"))
     assert found == {"co2logserver.mqtt.subscriber"}
+
+
+# --------------------------------------------------------------------------------------
+# forwarding/: a sensemapi-free core (#14)
+# --------------------------------------------------------------------------------------
+
+#: The only modules that may talk HTTP to the OpenSenseMap through sensemapi.
+SENSEMAPI_IMPORTERS = {
+    "co2logserver.forwarding.account",
+    "co2logserver.forwarding.client",
+}
+
+FORWARDING = sorted(n for n in modules() if is_within(n, "co2logserver.forwarding"))
+
+
+def test_only_account_and_client_import_sensemapi_or_requests():
+    for library in ("sensemapi", "requests"):
+        found = importers(lambda imported, lib=library: is_within(imported, lib))
+        assert found <= SENSEMAPI_IMPORTERS, library
+    assert "co2logserver.forwarding.account" in found  # the reader sees them
+
+
+def test_forwarding_core_imports_without_sensemapi(tmp_path):
+    """plans, errors and the worker load when sensemapi and requests are absent."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['sensemapi'] = None\n"
+        "sys.modules['requests'] = None\n"
+        "import co2logserver.forwarding.plans, co2logserver.forwarding.errors\n"
+        "import co2logserver.forwarding.worker, co2logserver.forwarding\n"
+        "assert 'sensemapi.account' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def settings_gets(path: Path) -> list[int]:
+    """Lines calling ``<...settings or config>.get(...)``: a fallback at the use."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        named = owner.attr if isinstance(owner, ast.Attribute) else None
+        named = owner.id if isinstance(owner, ast.Name) else named
+        if node.func.attr == "get" and named in ("settings", "config"):
+            lines.append(node.lineno)
+    return lines
+
+
+@pytest.mark.parametrize("name", FORWARDING)
+def test_forwarding_has_no_fallback_defaults(name):
+    """Settings are read as configured; defaults live in config_default.py alone."""
+    assert settings_gets(modules()[name]) == []
+
+
+def test_the_fallback_reader_sees_a_get(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("x = self.settings.get('CO2LOGSERVER_A', 1)\n", encoding="utf-8")
+    assert settings_gets(sample) == [1]
+
+
+def test_forwarding_takes_only_the_stores_error_for_a_database_outage():
+    """An HTTP error (ApiError) of OSEM must never read as "the database is away"."""
+    found = importers(lambda imported: imported == "co2logserver.errors.ApiError")
+    assert not [m for m in found if is_within(m, "co2logserver.forwarding")]

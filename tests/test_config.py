@@ -104,6 +104,34 @@ def test_sensemap_environment_fallback(tmp_path, monkeypatch):
             {"OSEM_UPLOAD": True, "OSEM_EMAIL": "a@b.c"},
             "CO2LOGSERVER_OSEM_PASSWORD",
         ),
+        # Forwarding has no fallback for its hooks (#14): None is refused at start.
+        (
+            {
+                "OSEM_UPLOAD": True,
+                "OSEM_EMAIL": "a@b.c",
+                "OSEM_PASSWORD": "pw",
+                "OSEM_UNIT_COVERTER": None,
+            },
+            "CO2LOGSERVER_OSEM_UNIT_COVERTER",
+        ),
+        (
+            {
+                "OSEM_UPLOAD": True,
+                "OSEM_EMAIL": "a@b.c",
+                "OSEM_PASSWORD": "pw",
+                "DEFAULT_LAT": 48.5,
+            },
+            "CO2LOGSERVER_DEFAULT_LAT",
+        ),
+        (
+            {
+                "OSEM_UPLOAD": True,
+                "OSEM_EMAIL": "a@b.c",
+                "OSEM_PASSWORD": "pw",
+                "OSEM_VALUE_FILTER": 3,
+            },
+            "CO2LOGSERVER_OSEM_VALUE_FILTER",
+        ),
     ],
 )
 def test_unworkable_config_names_the_key(tmp_path, overrides, key):

@@ -28,8 +28,10 @@ import pytest
 import requests
 from sqlalchemy import select, text
 
-from co2logserver import forwarder as forwarder_module
-from co2logserver.forwarder import Backoff, OutboxForwarder
+from co2logserver.forwarding import EXTENSION, process
+from co2logserver.forwarding import worker as forwarder_module
+from co2logserver.forwarding.lease import Backoff
+from co2logserver.forwarding.worker import OutboxForwarder
 from co2logserver.store import get_store, outbox
 from co2logserver.store.schema import outbox as outbox_table
 from tests.appserver import GunicornServer
@@ -160,7 +162,7 @@ def forwarding(
     yield build
     osem_standin.hang = False  # let stuck forwarders finish quickly
     for setup in made:
-        running = setup.app.extensions.get(forwarder_module.EXTENSION)
+        running = setup.app.extensions.get(EXTENSION)
         for forwarder in [*setup.forwarders, running]:
             if forwarder is not None:
                 forwarder.stop()
@@ -617,7 +619,7 @@ def test_forwarder_thread_survives_a_database_outage(
     settings = osem_settings(osem_standin, OSEM_FORWARDER_THREAD=True)
     app = build_app({"DB": postgres_server.url, **settings})
     setup = Forwarding(app, osem_standin)
-    running = app.extensions[forwarder_module.EXTENSION]
+    running = app.extensions[EXTENSION]
     try:
         setup.upload("pg", 0, 400)
         assert wait_until(lambda: co2_of(osem_standin, "pg"))
@@ -658,7 +660,7 @@ def test_thread_restarts_in_a_forked_child(
     setup = forwarding()
     setup.upload("a", 0, 400)
     forwarder = setup.forwarder()
-    forwarder_module.install_process_hooks()
+    process.install_process_hooks()
     forwarder.ensure_thread()
     assert wait_until(lambda: osem_standin.measurements, limit=10)
     database = setup.app.config["CO2LOGSERVER_DB"]
@@ -691,7 +693,7 @@ def test_thread_restarts_in_a_forked_child(
 def test_stopped_forwarder_is_not_restarted(forwarding) -> None:
     """After stop(), a request does not bring the thread back."""
     setup = forwarding(OSEM_FORWARDER_THREAD=True)
-    running = setup.app.extensions[forwarder_module.EXTENSION]
+    running = setup.app.extensions[EXTENSION]
     assert wait_until(running.thread_alive, limit=5)
     running.stop()
     assert not running.thread_alive()

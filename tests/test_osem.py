@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from co2logserver.osem import (
-    OsemAccount,
-    OsemForwarder,
+from co2logserver.forwarding.account import OsemAccount, make_account
+from co2logserver.forwarding.client import OsemClient
+from co2logserver.forwarding.errors import (
     OsemNoLocation,
     OsemRefused,
     OsemRetryable,
-    make_account,
     redact,
 )
 
@@ -114,10 +113,10 @@ def settings_0_1_2(standin: OsemStandin, **overrides: Any) -> dict[str, Any]:
     return settings
 
 
-def forwarder_for(standin: OsemStandin, **overrides: Any) -> OsemForwarder:
+def forwarder_for(standin: OsemStandin, **overrides: Any) -> OsemClient:
     """A forwarder with a fresh account talking to the stand-in."""
     settings = settings_0_1_2(standin, **overrides)
-    return OsemForwarder(make_account(settings), settings)
+    return OsemClient(make_account(settings), settings)
 
 
 def row(box: str | None, minutes: int, **columns: Any) -> dict[str, Any]:
@@ -551,7 +550,7 @@ def test_persistent_401_is_retryable(osem_standin: OsemStandin) -> None:
     assert caught.value.status == 401
 
 
-def _wrong_token(forwarder: OsemForwarder):
+def _wrong_token(forwarder: OsemClient):
     """Context manager sending a wrong box token (the stand-in then answers 401)."""
     return OsemAccount.box_authorization(forwarder.account, "not-the-token")
 
@@ -598,7 +597,7 @@ def test_request_cache_without_cachecontrol_degrades(
     """Asking for a request cache without CacheControl only logs a warning."""
     if importlib.util.find_spec("cachecontrol") is not None:
         pytest.skip("CacheControl is installed here")
-    with caplog.at_level(logging.WARNING, logger="co2logserver.osem"):
+    with caplog.at_level(logging.WARNING, logger="co2logserver.forwarding.account"):
         account = make_account(settings_0_1_2(osem_standin, OSEM_REQUEST_CACHE=True))
     assert account.request_cache is None
     assert "CacheControl" in caplog.text
@@ -607,7 +606,7 @@ def test_request_cache_without_cachecontrol_degrades(
 def test_auth_cache_in_given_folder(osem_standin: OsemStandin, tmp_path: Path) -> None:
     """A folder as CO2LOGSERVER_OSEM_AUTH_CACHE keeps the sign-in there."""
     settings = settings_0_1_2(osem_standin, OSEM_AUTH_CACHE=str(tmp_path))
-    forwarder = OsemForwarder(make_account(settings), settings)
+    forwarder = OsemClient(make_account(settings), settings)
     forwarder.forward_legacy([row("a", 0, scd30_co2_ppm=400)])
     assert [p.name for p in tmp_path.iterdir()] == ["co2logserver-osem-auth.sqlite"]
     stored = (tmp_path / "co2logserver-osem-auth.sqlite").read_bytes()
@@ -646,4 +645,4 @@ def test_forwarder_needs_our_account(osem_standin: OsemStandin) -> None:
     from sensemapi.account import SenseMapAccount
 
     with pytest.raises(TypeError, match="make_account"):
-        OsemForwarder(SenseMapAccount(api=osem_standin.url), {})
+        OsemClient(SenseMapAccount(api=osem_standin.url), {})

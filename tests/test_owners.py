@@ -13,7 +13,7 @@ import pytest
 from markupsafe import escape
 
 from co2logserver import accounts
-from co2logserver.forwarder import OutboxForwarder
+from co2logserver.forwarding.worker import OutboxForwarder
 from co2logserver.store import get_store
 from tests.conftest import SensorActions, observations
 from tests.test_accounts import PASSWORD, Owner, page_error

@@ -32,7 +32,7 @@ def test_version_is_read_from_the_package():
 
 
 def test_sensemapi_has_an_upper_bound():
-    """osem.py leans on sensemapi internals; a new minor version may move them."""
+    """forwarding/account.py leans on sensemapi internals a new minor may move."""
     (requirement,) = PROJECT["project"]["optional-dependencies"]["opensensemap"]
     assert requirement.startswith("sensemapi>=") and ",<" in requirement
 

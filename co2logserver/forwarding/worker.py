@@ -1,10 +1,11 @@
-"""The OpenSenseMap forwarder: drains the outbox so uploads never wait for OSEM.
+"""The outbox forwarder: drains the outbox so uploads never wait for OSEM.
 
-Ingest writes outbox items in the transaction that stores the data; this module
-sends them, box by box and in outbox order, with :mod:`co2logserver.osem`. It runs
-as a daemon thread in each server process (``init_app``) or as
-``python3 -m co2logserver forward``; a lease in the database lets exactly one of
-them send at a time, renewed by a keeper thread for as long as the holder lives.
+Ingest writes outbox items in the transaction that stores the data; this worker
+sends them, box by box and in outbox order: one :class:`~.plans.BoxPlan` per
+outbox group and one :meth:`~.client.OsemClient.forward` call for it. It runs as a
+daemon thread in each server process (:func:`co2logserver.forwarding.init_app`)
+or as ``python3 -m co2logserver forward``; a :class:`~.lease.Lease` lets exactly
+one of them send at a time, renewed by a keeper thread while the holder lives.
 
 What happens to an item:
 
@@ -13,35 +14,39 @@ What happens to an item:
   one follows an exponential backoff capped at ``CO2LOGSERVER_OSEM_MAX_BACKOFF``;
 * OSEM refuses it for good (a 4xx to the data POST or to creating its box):
   parked with OSEM's reason, never sent again; a 4xx to an account or box-list
-  call is retried like an outage (see :mod:`co2logserver.osem`);
+  call is retried like an outage (see :mod:`co2logserver.forwarding.client`);
 * its senseBox does not exist and no position is known: it waits, and the other
   boxes go on. An OpenSmog sensor's items go as soon as it has a location (a PUT
   with one); a legacy box is tried again every ``WAIT_SECONDS``.
 
 Delivery is exactly once while the holder lives; if it dies after OSEM stored a
 batch but before the items were deleted, the next holder sends them again (the
-at-least-once window documented in ``docs/forwarding.rst``).
+at-least-once window documented in ``docs/forwarding.rst``). "The database is
+away" is the store's :class:`StorageUnavailable` and nothing else: an HTTP error
+of OSEM never makes the worker back off as if its own database were gone.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from co2logserver.errors import ApiError
-from co2logserver.readings import public_location
-from co2logserver.store import Store, outbox
+from co2logserver.forwarding import plans, process
+from co2logserver.forwarding.errors import (
+    OsemNoLocation,
+    OsemRefused,
+    OsemRetryable,
+    scrub,
+)
+from co2logserver.forwarding.lease import Backoff, Lease, new_holder
+from co2logserver.forwarding.process import guarded
+from co2logserver.store import StorageUnavailable, Store, outbox
 from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import sensors as sensor_sql
 
@@ -58,9 +63,7 @@ MIN_BACKOFF = 0.1
 MIN_LEASE_SECONDS = 1.0
 #: How long stopping waits for a round in progress.
 STOP_TIMEOUT = 10.0
-EXTENSION = "co2logserver.forwarder"
 
-Location = tuple[float, float, float | None]
 BoxKey = tuple[str, str]
 
 
@@ -75,79 +78,12 @@ class Round:
     retry: bool = False
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff from 1 second, capped at ``maximum`` seconds."""
-
-    maximum: float
-    current: float = 0.0
-
-    def failed(self) -> float:
-        """Seconds to wait after another failure."""
-        self.current = min(self.maximum, max(1.0, self.current * 2))
-        return self.current
-
-    def succeeded(self) -> None:
-        """Start from the beginning after a success."""
-        self.current = 0.0
-
-
-def new_holder() -> str:
-    """A lease holder name that tells the operator which process holds it."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class Lease:
-    """A named lease in the database; only its holder forwards.
-
-    ``valid()`` is checked before each box without a database round trip: it is
-    true until ``seconds`` after the last successful renewal started, which ends
-    before the row expires for everyone else.
-    """
-
-    def __init__(self, store: Store, name: str, seconds: float) -> None:
-        """Describe the lease; nothing is taken yet."""
-        self.store = store
-        self.name = name
-        self.seconds = seconds
-        self.holder = new_holder()
-        self._valid_until = 0.0
-
-    def acquire(self) -> bool:
-        """Take or renew the lease; False if another holder has it or the DB is away."""
-        started = time.monotonic()
-        try:
-            with guarded(self.store.transaction()) as conn:
-                taken = outbox.acquire_lease(conn, self.name, self.holder, self.seconds)
-        except ApiError:
-            taken = False
-        self._valid_until = started + self.seconds if taken else 0.0
-        return taken
-
-    def valid(self) -> bool:
-        """Whether this process may send now."""
-        return time.monotonic() < self._valid_until
-
-    def release(self) -> None:
-        """Give the lease up, so that another process takes over at once."""
-        self._valid_until = 0.0
-        try:
-            with guarded(self.store.transaction()) as conn:
-                outbox.release_lease(conn, self.name, self.holder)
-        except ApiError:
-            log.warning("could not release the forwarder lease; it expires by itself")
-
-    def renew_as(self, holder: str) -> None:
-        """Use a new holder name (a forked child is another process)."""
-        self.holder = holder
-        self._valid_until = 0.0
-
-
-def default_client_factory(settings: Mapping[str, Any]):
+def default_client_factory(settings: Mapping[str, Any]) -> Any:
     """The real OpenSenseMap client (sensemapi), imported only when forwarding."""
-    from co2logserver import osem
+    from co2logserver.forwarding.account import make_account
+    from co2logserver.forwarding.client import OsemClient
 
-    return osem.OsemForwarder(osem.make_account(settings), settings)
+    return OsemClient(make_account(settings), settings)
 
 
 class OutboxForwarder:
@@ -166,9 +102,9 @@ class OutboxForwarder:
         self.batch_size = int(settings["CO2LOGSERVER_OSEM_BATCH_SIZE"])
         maximum = float(settings["CO2LOGSERVER_OSEM_MAX_BACKOFF"])
         self.backoff = Backoff(max(MIN_BACKOFF, maximum))
-        seconds = float(settings.get("CO2LOGSERVER_OSEM_LEASE_SECONDS") or 30)
+        seconds = float(settings["CO2LOGSERVER_OSEM_LEASE_SECONDS"])
         self.lease = Lease(store, LEASE, max(MIN_LEASE_SECONDS, seconds))
-        self._client = None
+        self._client: Any = None
         #: Boxes that wait: until a monotonic time, or None until located.
         self._waiting: dict[BoxKey, float | None] = {}
         self._stop = threading.Event()
@@ -182,7 +118,7 @@ class OutboxForwarder:
         return self.lease.holder
 
     @property
-    def client(self):
+    def client(self) -> Any:
         """The OpenSenseMap client, made on first use."""
         if self._client is None:
             self._client = self.client_factory(self.settings)
@@ -216,8 +152,6 @@ class OutboxForwarder:
 
     def forward_group(self, kind: str, box: str, group: list, result: Round) -> bool:
         """Send one box's items and settle them; False ends the round (OSEM away)."""
-        from co2logserver.osem import OsemNoLocation, OsemRefused, OsemRetryable
-
         try:
             self.send(kind, box, group)
         except OsemNoLocation as error:
@@ -230,7 +164,7 @@ class OutboxForwarder:
             self.failed(group, error.message)
             result.retry = True
             return False
-        except ApiError:
+        except StorageUnavailable:
             raise  # the database is away: the caller backs off
         except Exception as error:  # never let one box's data end the forwarder
             log.error("forwarding %s box %r failed", kind, box, exc_info=True)
@@ -243,31 +177,25 @@ class OutboxForwarder:
         return True
 
     def send(self, kind: str, box: str, group: list) -> None:
-        """Forward one box's items with one client call."""
+        """Forward one box's items: one plan, one client call."""
+        plan = self.plan(kind, box, group)
+        if plan is not None:
+            self.client.forward(plan)
+
+    def plan(self, kind: str, box: str, group: list) -> plans.BoxPlan | None:
+        """The plan of one outbox group; None if its box is not forwarded."""
         payloads = [json.loads(item.payload) for item in group]
         if kind == outbox.LEGACY:
-            self.client.forward_legacy(payloads)
-            return
+            return plans.legacy_plan(box, payloads, self.settings)
         observations = [(p["timestamp"], p["readings"]) for p in payloads]
-        self.client.forward_readings(box, self.location(box), observations)
+        return plans.readings_plan(box, self.location(box), observations, self.settings)
 
-    def location(self, suid: str) -> Location | None:
-        """The sensor's location at public precision, else the default hooks."""
-        decimals = int(self.settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"])
+    def location(self, suid: str) -> plans.Location | None:
+        """The sensor's box position, as :func:`plans.sensor_home` decides it."""
         with guarded(self.store.reading()) as conn:
             sensor = sensor_sql.get_sensor(conn, suid)
             hidden = suid in accounts_sql.hidden_locations(conn)
-        if sensor is not None and not hidden:  # the owner hid it (§12)
-            place = public_location(
-                sensor.latitude, sensor.longitude, sensor.elevation, decimals
-            )
-            if place is not None:
-                return place
-        lat = self.settings["CO2LOGSERVER_DEFAULT_LAT"](suid)
-        lon = self.settings["CO2LOGSERVER_DEFAULT_LON"](suid)
-        if lat is None or lon is None:
-            return None
-        return float(lat), float(lon), None
+        return plans.sensor_home(suid, sensor, hidden, self.settings)
 
     # -------------------------------------------------------- settling items
 
@@ -321,12 +249,7 @@ class OutboxForwarder:
 
     def scrub(self, text: str) -> str:
         """The text without the OSEM password or any token (it is shown on pages)."""
-        from co2logserver.osem import redact
-
-        password = self.settings.get("CO2LOGSERVER_OSEM_PASSWORD")
-        if password:
-            text = text.replace(str(password), "***")
-        return redact(text)
+        return scrub(text, [self.settings["CO2LOGSERVER_OSEM_PASSWORD"]])
 
     # ------------------------------------------------------------------ the loop
 
@@ -336,7 +259,7 @@ class OutboxForwarder:
             return self.lease.seconds / 3
         try:
             result = self.run_once(still_leased=self.may_go_on)
-        except ApiError as error:  # the database itself is away
+        except StorageUnavailable as error:  # the database itself is away
             log.warning("forwarder cannot use the outbox: %s", error.message)
             return self.backoff.failed()
         if result.retry:
@@ -391,7 +314,7 @@ class OutboxForwarder:
         pid = os.getpid()
         if self._stopped_pid == pid or self.thread_alive():
             return
-        with _start_lock():
+        with process.start_lock():
             if self.thread_alive():
                 return
             if self._thread_pid != pid:
@@ -402,7 +325,7 @@ class OutboxForwarder:
             )
             self._thread_pid = pid
             self._thread.start()
-        _RUNNING.add(self)
+        process.running(self)
 
     def thread_alive(self) -> bool:
         """Whether this process runs the forwarder thread."""
@@ -435,107 +358,3 @@ def group_items(items: Iterable) -> dict[BoxKey, list]:
     for item in items:
         groups.setdefault((item.kind, item.box), []).append(item)
     return groups
-
-
-# --------------------------------------------------------------------------------------
-# Process hooks: fork and exit handling for all forwarders of the process
-# --------------------------------------------------------------------------------------
-#
-# With ``gunicorn --preload`` the master builds the app, so its forwarder thread runs
-# there and the master forks workers. An SQLite connection open across fork() breaks
-# SQLite's locking in the child (https://sqlite.org/howtocorrupt.html#_carrying_an_
-# open_database_connection_across_a_fork_): workers then wait for a lock forever.
-# So every forwarder transaction holds the fork guard, and fork() waits for it and
-# closes the pooled connections first.
-
-_RUNNING: weakref.WeakSet[OutboxForwarder] = weakref.WeakSet()
-_LOCKS: dict[str, Any] = {"start": threading.Lock(), "fork": threading.RLock()}
-_HOOKS_INSTALLED = [False]
-
-
-def _start_lock() -> threading.Lock:
-    """The lock that keeps two request threads from starting two forwarders."""
-    return _LOCKS["start"]
-
-
-@contextlib.contextmanager
-def guarded(session: contextlib.AbstractContextManager) -> Iterator[Any]:
-    """Enter a store transaction while no fork() may happen."""
-    with _LOCKS["fork"], session as conn:
-        yield conn
-
-
-def _before_fork() -> None:
-    """Wait for forwarder transactions to end; close the connections they pooled."""
-    _LOCKS["fork"].acquire()
-    for forwarder in list(_RUNNING):
-        forwarder.store.dispose()
-
-
-def _after_fork_in_parent() -> None:
-    """Let the parent's forwarders use the database again."""
-    _LOCKS["fork"].release()
-
-
-def _after_fork_in_child() -> None:
-    """Fresh locks; the parent's threads are not the child's."""
-    _LOCKS["start"] = threading.Lock()
-    _LOCKS["fork"] = threading.RLock()
-    for forwarder in list(_RUNNING):
-        forwarder.after_fork_in_child()
-
-
-def _stop_all() -> None:
-    """At exit, let each forwarder finish its box and release its lease."""
-    for forwarder in list(_RUNNING):
-        forwarder.stop()
-
-
-def install_process_hooks() -> None:
-    """Register the fork and exit handlers once per process."""
-    if _HOOKS_INSTALLED[0]:
-        return
-    if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
-        os.register_at_fork(
-            before=_before_fork,
-            after_in_parent=_after_fork_in_parent,
-            after_in_child=_after_fork_in_child,
-        )
-    atexit.register(_stop_all)
-    _HOOKS_INSTALLED[0] = True
-
-
-def init_app(app) -> None:
-    """Run the forwarder thread in this server process when forwarding is on.
-
-    The thread starts now (so a backlog drains after a restart without any
-    request) and again in a forked worker on its first request.
-    """
-    settings = app.config
-    if not (
-        settings["CO2LOGSERVER_OSEM_UPLOAD"]
-        and settings["CO2LOGSERVER_OSEM_FORWARDER_THREAD"]
-    ):
-        return
-    from co2logserver.store import get_store
-
-    install_process_hooks()
-    store = get_store(app)
-    prepare_schema(store)
-    forwarder = OutboxForwarder(store, settings)
-    app.extensions[EXTENSION] = forwarder
-    app.before_request(forwarder.ensure_thread)
-    forwarder.ensure_thread()
-
-
-def prepare_schema(store: Store) -> None:
-    """Create the tables before the thread starts, never failing the app's start.
-
-    Otherwise the thread's first transaction and the first request both create
-    them at once, and on PostgreSQL one of the CREATE TABLEs fails. If the database
-    is away (or another worker is creating them), the first use tries again.
-    """
-    try:
-        store.ensure_schema()
-    except Exception as error:  # the thread and requests will try again
-        log.warning("tables not created at start: %s", type(error).__name__)
