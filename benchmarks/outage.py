@@ -211,10 +211,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         interval = args.sensors / args.rate
         start = time.monotonic() + 0.5
         end = start + args.before + args.outage + args.after
+        phase = interval / len(sensors)  # the sensors' posts spread evenly
         threads = [
             threading.Thread(
-                target=s.run,
-                args=(server.port, start + interval * s.index / len(sensors), interval, end),
+                target=s.run, args=(server.port, start + phase * s.index, interval, end)
             )
             for s in sensors
         ]

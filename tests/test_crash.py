@@ -229,9 +229,7 @@ def test_sigkill_under_64_connections_loses_no_acknowledged_row(tmp_path, path):
             outsider.execute("BEGIN IMMEDIATE")
         for thread in threads:
             thread.start()
-        wait_until(
-            lambda: sum(len(c.acked) for c in clients) >= ACKED_UNDER_LOAD, 20
-        )
+        wait_until(lambda: sum(len(c.acked) for c in clients) >= ACKED_UNDER_LOAD, 20)
         spooled = [p for p in spool.glob("*.seg") if p.stat().st_size]
         server.crash()
     finally:

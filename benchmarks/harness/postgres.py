@@ -51,7 +51,7 @@ def bindir() -> Path:
 
 
 class Postgres:
-    """One cluster in a fresh directory: :meth:`init` once, then :meth:`stop`/:meth:`start`."""
+    """A cluster in a fresh directory: :meth:`init` once, then stop and start it."""
 
     def __init__(self) -> None:
         self.bin = bindir()
