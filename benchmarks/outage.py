@@ -214,7 +214,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         phase = interval / len(sensors)  # the sensors' posts spread evenly
         threads = [
             threading.Thread(
-                target=s.run, args=(server.port, start + phase * s.index, interval, end)
+                target=s.run,
+                args=(server.port, start + phase * s.index, interval, end),
+                daemon=True,  # an interrupted run does not wait for the load
             )
             for s in sensors
         ]
