@@ -173,7 +173,7 @@ def submit(store: Store, settings: Mapping, kind: str, **args) -> Any:
     """
     ingest_now, admit, _apply, spooled = KINDS[kind]
     try:
-        return ingest_now(store, settings, **args)
+        result = ingest_now(store, settings, **args)
     except StorageUnavailable:
         spool: Spool | None = store.spool
         if spool is None:
@@ -183,6 +183,9 @@ def submit(store: Store, settings: Mapping, kind: str, **args) -> Any:
         spool.append(kind, record_args, received)
         applier_of(store, settings).wake()
         return spooled(record_args)
+    if store.applier is not None:
+        store.applier.database_answered()
+    return result
 
 
 # --------------------------------------------------------------------------------------
@@ -200,6 +203,8 @@ class Applier:
         self._pid = os.getpid()
         self._pending = False
         self._done: set[str] = set()
+        self._retry = threading.Event()  # set: the database answered, retry now
+        self._backing_off = False
 
     def wake(self) -> None:
         """Make sure a thread of this process works the spool off."""
@@ -232,8 +237,22 @@ class Applier:
                 log.exception("spool: applying failed; trying again")
             with self._lock:
                 self._pending = True
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            self._backing_off = True
+            if self._retry.wait(backoff):
+                backoff = 0.2
+            else:
+                backoff = min(backoff * 2, 5.0)
+            self._backing_off = False
+            self._retry.clear()
+
+    def database_answered(self) -> None:
+        """A write of this worker reached the database: stop waiting out the backoff.
+
+        Without this the backlog of an outage waited up to the longest backoff (5 s)
+        after the database was back, while live posts were stored already.
+        """
+        if self._backing_off:
+            self._retry.set()
 
     def apply_all(self) -> bool:
         """Apply every segment under the host's lock; ``False`` if another holds it.

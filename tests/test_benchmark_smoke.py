@@ -80,3 +80,27 @@ def test_firmware_protocol_scenarios_are_accepted(wrk, tmp_path):
             assert summary["stored"] > 0, summary
         else:
             assert summary["stored"] >= summary["acked"], summary
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_outage_benchmark_prints_a_clean_row(tmp_path):
+    """A 5 s PostgreSQL outage at a low rate: every post answered 2xx, nothing lost
+    or stored twice, and the table row says so."""
+    from tests.servers import find_pg_bindir
+
+    find_pg_bindir()  # skips locally (fails in CI) without PostgreSQL
+    numbers = tmp_path / "outage.json"
+    command = [sys.executable, "benchmarks/outage.py", "--outage", "5"]
+    command += ["--before", "2", "--after", "4", "--rate", "20", "--sigkill"]
+    command += ["--json", str(numbers)]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    row = table_row(done.stdout, "--sigkill")
+    assert row[1] == "5 s" and row[-1] == "met", row
+    result = json.loads(numbers.read_text())
+    assert result["posts"] > 100, result
+    assert result["acked"] == result["posts"] - result["unanswered"], result
+    assert (result["non_2xx"], result["lost"], result["duplicated"]) == (0, 0, 0)

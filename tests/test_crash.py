@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
@@ -171,3 +172,91 @@ def test_sigkill_during_writes_loses_no_acknowledged_row(tmp_path, synchronous):
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         check_uploads(clients, uploads_by_seq(db))
         check_readings(clients, readings_by_suid(db))
+
+
+LOADED_CLIENTS = 64
+ACKED_UNDER_LOAD = 96
+
+
+def wait_until(condition, seconds: float) -> bool:
+    """Poll ``condition`` until it holds or ``seconds`` pass."""
+    ends = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > ends:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def check_exactly_once(clients: list[Client], db: sqlite3.Connection) -> None:
+    """Every acknowledged request is stored whole and once; nothing else is stored."""
+    uploads = uploads_by_seq(db)
+    doubled = {key: n for key, n in uploads.items() if n > ROWS}
+    assert not doubled, f"uploads stored twice: {sorted(doubled)[:10]}"
+    check_uploads(clients, uploads)
+    check_readings(clients, readings_by_suid(db))
+    (readings, distinct), = db.execute(
+        "SELECT count(*), count(DISTINCT registration_id || ':' || ts || ':' || type) "
+        "FROM readings"
+    )  # fmt: skip
+    assert readings == distinct
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["database", "spool"])
+def test_sigkill_under_64_connections_loses_no_acknowledged_row(tmp_path, path):
+    """2 workers x 64 connections, SIGKILL mid-load, restart: every acknowledged row
+    is stored exactly once, on the normal path (``database``) and through the spool
+    (``spool``: another connection holds SQLite's write lock, so every request waits
+    out its busy timeout and is spooled; the kill hits a spool full of unapplied
+    records, which the restarted server applies)."""
+    db_path = tmp_path / "co2.sqlite"
+    settings = {"DB": str(db_path), "RATELIMIT_ENABLED": "False"}
+    if path == "spool":  # each request waits 1 s for the lock, then is spooled
+        settings["SQLITE_BUSY_TIMEOUT"] = "1"
+    spool = Path(str(db_path) + ".spool")
+    clients = [Client(i) for i in range(LOADED_CLIENTS)]
+    stop = threading.Event()
+    server = GunicornServer(
+        tmp_path, settings, workers=2, extra_args=("--threads", "32")
+    )
+    server.start()
+    assert requests.post(server.url + "/upload", json={"first": [1]}).ok  # the schema
+    outsider = sqlite3.connect(db_path, isolation_level=None)
+    threads = [threading.Thread(target=c.run, args=(server.url, stop)) for c in clients]
+    try:
+        if path == "spool":
+            outsider.execute("BEGIN IMMEDIATE")
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: sum(len(c.acked) for c in clients) >= ACKED_UNDER_LOAD, 20)
+        spooled = [p for p in spool.glob("*.seg") if p.stat().st_size]
+        server.crash()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        server.stop()
+        if outsider.in_transaction:
+            outsider.rollback()
+        outsider.close()
+    acked = sum(len(c.acked) for c in clients)
+    assert acked >= ACKED_UNDER_LOAD, acked  # the load ran
+    statuses = sum((c.statuses for c in clients), collections.Counter())
+    assert set(statuses) == {200}, statuses
+    if path == "spool":
+        assert spooled, "nothing was spooled"
+    unanswered = sum(c.sent - sum(c.statuses.values()) for c in clients)
+    print(f"{path}: {acked} acknowledged, {unanswered} unanswered at the kill")
+
+    with GunicornServer(tmp_path, settings, workers=2) as restarted:
+        assert wait_until(lambda: not list(spool.glob("*.seg")), 30), "not applied"
+        reply = requests.post(
+            restarted.url + "/upload", json={"after_restart": [1]}, timeout=30
+        )
+        assert reply.json() == {"saved-in-db": 1}
+        assert "Traceback" not in restarted.log()
+
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        check_exactly_once(clients, db)

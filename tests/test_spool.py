@@ -330,3 +330,20 @@ def test_reregistration_replaces_the_cached_credentials(spool_app, postgres_serv
     finally:
         postgres_server.start()
     wait_for(lambda: readings_of(postgres_server.url, suid) == 4)
+
+
+def test_backlog_follows_the_first_live_write_without_waiting_out_the_backoff(
+    spool_app, postgres_server
+):
+    """After a long outage the applier sleeps up to 5 s between tries; a write that
+    reaches the database again wakes it, so the backlog follows at once."""
+    client = spool_app.test_client()
+    suid = str(uuid.uuid4())
+    assert rogue_post(client, suid, observations(TS)).status_code == 200
+    postgres_server.stop()
+    assert rogue_post(client, suid, observations(TS + 1)).status_code == 200
+    time.sleep(7)  # retries after 0.2, 0.4, 0.8, 1.6, 3.2 s: now in a 5 s sleep
+    postgres_server.start()
+    assert client.post("/upload", json={"live": [1]}).status_code == 200
+    waited = wait_for(lambda: readings_of(postgres_server.url, suid) == 4, 10)
+    assert waited < 2.5, f"the backlog waited {waited:.1f} s after a live write"

@@ -132,12 +132,16 @@ class Server:
     """One gunicorn master with ``workers`` sync workers on a fresh database."""
 
     def __init__(
-        self, kind: ServerKind, workers: int, workdir: Path, db: Path | None = None
+        self,
+        kind: ServerKind,
+        workers: int,
+        workdir: Path,
+        db: Path | str | None = None,
     ):
         self.kind = kind
         self.workers = workers
         self.workdir = workdir
-        self.db = db or workdir / "bench.sqlite"
+        self.db = db or workdir / "bench.sqlite"  # a file, or a database URL
         self.port = free_port()
         self.url = f"http://{LOCALHOST}:{self.port}"
         self.process: subprocess.Popen | None = None
