@@ -252,6 +252,11 @@ CO2LOGSERVER_RETENTION_DAYS = None
 # ``CO2LOGSERVER_RETENTION_DAYS``: rollups are what is left of deleted readings.
 CO2LOGSERVER_ROLLUP_RETENTION_DAYS = None
 
+# Whether the server runs the retention sweeper (a thread in the worker holding the
+# lease; it sweeps every ten minutes). Turn off to sweep only with
+# ``python3 -m co2logserver retention-sweep``, e.g. from cron at a quiet hour.
+CO2LOGSERVER_RETENTION_THREAD = True
+
 # --------------------------------------------------------------------------------------
 # OpenSenseMap forwarding
 # --------------------------------------------------------------------------------------

@@ -145,7 +145,8 @@ class Sweeper:
                 batch = self.write(
                     "data", sql.delete_old_data_postgres, *where, self.batch_rows
                 )
-                yield batch
+                if batch.deleted:
+                    yield batch
                 if batch.deleted < self.batch_rows:
                     return
                 continue
@@ -217,13 +218,13 @@ class RetentionThread:
         deleted, renewed = 0, time.monotonic()
         for batch in Sweeper(self.store, cut).batches(self._stop.is_set):
             deleted += batch.deleted
+            self.deleted += batch.deleted
             if time.monotonic() - renewed > self.lease.seconds / 3:
                 if not self.lease.acquire():
                     break  # another process took over
                 renewed = time.monotonic()
         if deleted:
             log.info("retention: deleted %d old rows", deleted)
-        self.deleted += deleted
         return deleted
 
     def run_forever(self) -> None:
@@ -275,10 +276,14 @@ def init_app(app) -> None:
     The thread starts with a worker's first request, so neither gunicorn's master
     (``--preload``) nor command-line tools that build the app ever sweep.
     """
-    if app.config["CO2LOGSERVER_RETENTION_DAYS"] is None:
+    settings = app.config
+    if (
+        settings["CO2LOGSERVER_RETENTION_DAYS"] is None
+        or not settings["CO2LOGSERVER_RETENTION_THREAD"]
+    ):
         return
     from co2logserver.store import get_store
 
-    thread = RetentionThread(get_store(app), app.config)
+    thread = RetentionThread(get_store(app), settings)
     app.extensions[EXTENSION] = thread
     app.before_request(thread.ensure_thread)
