@@ -372,8 +372,8 @@ def transfer_sensor_command(ctx, suid, username):
 def retention_sweep_command(ctx, days, batch_size):
     """Delete raw readings (and rollups) past retention, to the end of the sweep.
 
-    Batches are short transactions beside the running server; Ctrl-C stops after
-    the current one, and running it again resumes where it stopped.
+    Batches are short transactions beside the running server; Ctrl-C stops it
+    (the batch under way rolls back), and running it again resumes the work.
     """
     from co2logserver import retention
     from co2logserver.errors import ApiError
