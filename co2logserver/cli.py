@@ -400,29 +400,35 @@ def retention_sweep_command(ctx, days, batch_size):
 
 
 def sweep_with_progress(sweeper) -> int:
-    """Run the sweep with a progress bar on a terminal, log lines otherwise."""
+    """Run the sweep with a progress bar on a terminal, plain lines otherwise
+    (on stderr, every 5 seconds: a log file or the journal gets no bar)."""
     import time
 
-    log = logging.getLogger("co2logserver.retention")
     total = sweeper.count()
     deleted = 0
+    started = last = time.monotonic()
     if sys.stdout.isatty():
         with click.progressbar(
-            length=total, label="deleting old rows", show_pos=True, show_eta=True
+            length=total,
+            label="deleting old rows",
+            show_pos=True,
+            show_eta=True,
+            item_show_func=lambda rate: rate,
         ) as bar:
             for batch in sweeper.batches():
                 deleted += batch.deleted
-                bar.update(batch.deleted)
+                rate = deleted / max(time.monotonic() - started, 1e-9)
+                bar.update(batch.deleted, f"{rate:,.0f} rows/s")
         return deleted
-    started = last = time.monotonic()
-    log.info("retention: %d old rows to delete", total)
+    click.echo(f"retention: {total} old rows to delete", err=True)
     for batch in sweeper.batches():
         deleted += batch.deleted
         now = time.monotonic()
         if now - last >= 5:
             last = now
             rate = deleted / max(now - started, 1e-9)
-            log.info(
-                "retention: %d of %d rows deleted (%.0f rows/s)", deleted, total, rate
+            click.echo(
+                f"retention: {deleted} of {total} rows deleted ({rate:.0f} rows/s)",
+                err=True,
             )
     return deleted

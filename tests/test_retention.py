@@ -296,6 +296,7 @@ def test_retention_sweep_command_deletes_and_resumes(db_path, make_app):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "retention sweep done: 950 rows deleted" in result.output
+    assert "retention: 950 old rows to delete" in result.output  # not a terminal
     assert len(readings_of(store)) == 10
     again = CliRunner().invoke(main, args)
     assert "retention sweep done: 0 rows deleted" in again.output
