@@ -138,8 +138,8 @@ class Sweeper:
         """Rows of the legacy data table uploaded before the cutoff."""
         data = self.store.data
         where = (data.name, data.upload_time_column, utc(self.cut.raw))
-        if not self.read(sql.has_table, data.name):
-            return
+        if not self.read(sql.has_table, data.name, data.upload_time_column):
+            return  # no legacy table, or none with this upload-time column
         while True:
             if self.store.dialect == "postgresql":
                 batch = self.write(
@@ -173,7 +173,7 @@ class Sweeper:
 
         def counting(conn) -> int:
             total = sql.count_old_readings(conn, cut.raw)
-            if sql.has_table(conn, data.name):
+            if sql.has_table(conn, data.name, data.upload_time_column):
                 total += sql.count_old_data_rows(
                     conn, data.name, data.upload_time_column, utc(cut.raw)
                 )

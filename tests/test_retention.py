@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import column, func, insert, select, table, text
+from sqlalchemy import column, func, insert, inspect, select, table, text
 
 from co2logserver import create_app, retention
 from co2logserver.cli import main
@@ -393,3 +395,30 @@ def test_no_thread_without_retention_or_with_it_off(make_app, config):
 def test_rollup_cutoff_never_cuts_an_hour_that_covers_kept_readings():
     assert retention_sql.rollup_cutoff(7200 + 1799) == 7200
     assert retention_sql.rollup_cutoff(7200) == 7200
+
+
+def test_a_0_1_2_database_loses_its_old_rows_and_keeps_its_table(tmp_path, build_app):
+    legacy = Path(__file__).parent / "data" / "co2-0.1.2.sqlite"
+    db = tmp_path / "co2.sqlite"
+    shutil.copy(legacy, db)
+    app = build_app({"DB": str(db), "RETENTION_DAYS": 36500, "RETENTION_THREAD": 0})
+    store = get_store(app)
+    assert sweep(store, app.config) == []  # its rows are younger than 100 years
+    assert legacy_count(store) == 5
+    # Its rows were uploaded on 2026-11-22; anything a day old goes.
+    one_day = {**app.config, "CO2LOGSERVER_RETENTION_DAYS": 1}
+    assert [(b.table, b.deleted) for b in sweep(store, one_day)] == [("data", 5)]
+    assert legacy_count(store) == 0
+    with store.reading() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns("data")}
+    assert {"co2", "temperature_c", "time_upload_utc"} <= columns
+
+
+def test_a_renamed_upload_time_column_leaves_the_legacy_table_alone(make_app):
+    first = get_store(make_app())
+    add_legacy_rows(first, [datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC)])
+    app = make_app(RETENTION_DAYS=1, RETENTION_THREAD=False, UPLOAD_TIME_COL="x")
+    store = get_store(app)
+    store.ensure_schema()
+    assert sweep(store, app.config) == []
+    assert legacy_count(store) == 1

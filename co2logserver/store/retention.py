@@ -200,9 +200,15 @@ def count_old_data_rows(
     return int(conn.scalar(statement) or 0)
 
 
-def has_table(conn: Connection, name: str) -> bool:
-    """Whether the database has the table ``name``."""
-    return inspect(conn).has_table(name)
+def has_table(conn: Connection, name: str, column_name: str | None = None) -> bool:
+    """Whether the database has the table ``name`` (with ``column_name``)."""
+    inspector = inspect(conn)
+    if not inspector.has_table(name):
+        return False
+    if column_name is None:
+        return True
+    names = {info["name"].lower() for info in inspector.get_columns(name)}
+    return column_name.lower() in names
 
 
 # -------------------------------------------------------------------- rollups
