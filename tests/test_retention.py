@@ -343,7 +343,7 @@ def test_ingest_is_not_held_up_by_a_sweep(any_db_app):
         f"{len(latencies)} posts, median {latencies[len(latencies) // 2] * 1000:.1f}"
         f" ms, max {latencies[-1] * 1000:.1f} ms"
     )
-    # Generous bounds for a shared CI machine; the figures are in performance.rst.
+    # Generous bounds for a shared CI machine; the figures are in deployment.rst.
     assert longest < 0.5
     assert latencies[-1] < 1.0
     with store.reading() as conn:
