@@ -25,7 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         or without the ``CO2LOGSERVER_`` prefix.
     :raise co2logserver.errors.ConfigError: for a configuration that cannot work.
     """
-    from co2logserver import applier, forwarding, limits, metrics
+    from co2logserver import applier, forwarding, limits, metrics, retention
     from co2logserver.config import load_config
     from co2logserver.spool import Spool
     from co2logserver.store import Store
@@ -47,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limits.init_app(app)
     metrics.init_app(app)
     forwarding.init_app(app)
+    retention.init_app(app)
     applier.resume(store, app.config)
     return app
 

@@ -350,3 +350,85 @@ def transfer_sensor_command(ctx, suid, username):
 
     suid = owner_task(ctx, accounts.transfer, suid, username)
     click.echo(f"sensor {suid} now belongs to {username.strip().lower()}")
+
+
+# ------------------------------------------------------------ retention (#18)
+
+
+@main.command("retention-sweep")
+@click.option(
+    "--days",
+    type=int,
+    help="Delete raw readings older than this (default CO2LOGSERVER_RETENTION_DAYS).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100000),
+    default=2000,
+    show_default=True,
+    help="Most rows deleted per transaction.",
+)
+@click.pass_context
+def retention_sweep_command(ctx, days, batch_size):
+    """Delete raw readings (and rollups) past retention, to the end of the sweep.
+
+    Batches are short transactions beside the running server; Ctrl-C stops it
+    (the batch under way rolls back), and running it again resumes the work.
+    """
+    from co2logserver import retention
+    from co2logserver.errors import ApiError
+    from co2logserver.store import get_store
+
+    if days is not None:
+        ctx.obj["overrides"]["CO2LOGSERVER_RETENTION_DAYS"] = days
+    app = build_app(ctx)
+    cut = retention.cutoffs(app.config)
+    if cut is None:
+        raise click.ClickException(
+            "CO2LOGSERVER_RETENTION_DAYS is not set (None keeps everything): "
+            "set it or pass --days"
+        )
+    sweeper = retention.Sweeper(get_store(app), cut, batch_size)
+    try:
+        deleted = sweep_with_progress(sweeper)
+    except ApiError as error:
+        raise click.ClickException(f"{error.message} (run again to resume)") from None
+    except KeyboardInterrupt:
+        click.echo("interrupted: run the command again to resume", err=True)
+        sys.exit(130)
+    click.echo(f"retention sweep done: {deleted} rows deleted")
+
+
+def sweep_with_progress(sweeper) -> int:
+    """Run the sweep with a progress bar on a terminal, plain lines otherwise
+    (on stderr, every 5 seconds: a log file or the journal gets no bar)."""
+    import time
+
+    total = sweeper.count()
+    deleted = 0
+    started = last = time.monotonic()
+    if sys.stdout.isatty():
+        with click.progressbar(
+            length=total,
+            label="deleting old rows",
+            show_pos=True,
+            show_eta=True,
+            item_show_func=lambda rate: rate,
+        ) as bar:
+            for batch in sweeper.batches():
+                deleted += batch.deleted
+                rate = deleted / max(time.monotonic() - started, 1e-9)
+                bar.update(batch.deleted, f"{rate:,.0f} rows/s")
+        return deleted
+    click.echo(f"retention: {total} old rows to delete", err=True)
+    for batch in sweeper.batches():
+        deleted += batch.deleted
+        now = time.monotonic()
+        if now - last >= 5:
+            last = now
+            rate = deleted / max(now - started, 1e-9)
+            click.echo(
+                f"retention: {deleted} of {total} rows deleted ({rate:.0f} rows/s)",
+                err=True,
+            )
+    return deleted

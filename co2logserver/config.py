@@ -216,6 +216,7 @@ def validate(config: dict) -> None:
     check_choice(config, "SQLITE_SYNCHRONOUS", ("OFF", "NORMAL", "FULL", "EXTRA"))
     check_loglevel(config)
     check_reregistration(config)
+    check_retention(config)
     for key in CALLABLE_KEYS:
         if not callable(config[PREFIX + key]):
             raise ConfigError(f"{PREFIX}{key} must be a function")
@@ -330,6 +331,31 @@ def check_reregistration(config: dict) -> None:
         raise ConfigError(
             f'{key} must be "signed" (the default), True (unsafe) or False, '
             f"not {value!r}"
+        )
+
+
+def check_retention(config: dict) -> None:
+    """Retention days are off (``None``) or whole days; rollups outlive raw readings.
+
+    A wrong value here deletes data, so it stops the start rather than guessing.
+    """
+    for key in ("RETENTION_DAYS", "ROLLUP_RETENTION_DAYS"):
+        value = config[PREFIX + key]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(
+                f"{PREFIX}{key} must be a whole number of days above 0, or None "
+                f"to keep everything, not {value!r}"
+            )
+    raw = config[PREFIX + "RETENTION_DAYS"]
+    rollups = config[PREFIX + "ROLLUP_RETENTION_DAYS"]
+    if rollups is not None and (raw is None or rollups < raw):
+        kept = "for ever" if raw is None else f"{raw} days"
+        raise ConfigError(
+            f"{PREFIX}ROLLUP_RETENTION_DAYS ({rollups}) is shorter than "
+            f"{PREFIX}RETENTION_DAYS (raw readings kept {kept}): rollups must be "
+            "kept at least as long as the readings they summarise"
         )
 
 

@@ -237,6 +237,27 @@ CO2LOGSERVER_SENSORS_PAGE_SIZE = 1000
 CO2LOGSERVER_SILENT_AFTER = 3600
 
 # --------------------------------------------------------------------------------------
+# Retention (``docs/deployment.rst``, Retention and disk use)
+# --------------------------------------------------------------------------------------
+
+# Days raw readings are kept: a background sweeper (one per installation, by a lease
+# in the database) deletes readings, and rows of the legacy data table by their
+# upload time, older than this, in small batches that never hold ingest up for more
+# than a few milliseconds. ``None`` (the default) keeps everything for ever, as
+# before: deleting data must be the operator's choice. Hourly rollups are kept.
+CO2LOGSERVER_RETENTION_DAYS = None
+
+# Days hourly rollups are kept; ``None`` (the default) keeps them for ever, since a
+# year of them costs about a hundredth of the raw readings. It must be at least
+# ``CO2LOGSERVER_RETENTION_DAYS``: rollups are what is left of deleted readings.
+CO2LOGSERVER_ROLLUP_RETENTION_DAYS = None
+
+# Whether the server runs the retention sweeper (a thread in the worker holding the
+# lease; it sweeps every ten minutes). Turn off to sweep only with
+# ``python3 -m co2logserver retention-sweep``, e.g. from cron at a quiet hour.
+CO2LOGSERVER_RETENTION_THREAD = True
+
+# --------------------------------------------------------------------------------------
 # OpenSenseMap forwarding
 # --------------------------------------------------------------------------------------
 

@@ -55,6 +55,9 @@ def build_app(tmp_path_factory) -> Iterator:
 
     yield factory
     for app in apps:
+        sweeper = app.extensions.get("co2logserver.retention")
+        if sweeper is not None:  # the retention thread (#18) ends with its test
+            sweeper.stop()
         get_store(app).dispose()
 
 

@@ -64,8 +64,12 @@ def bad_config_file(tmp_path) -> str:
             ["CO2LOGSERVER_DB", "/nonexistent-dir", "No such file or directory"],
         ),
         ({"CO2LOGSERVER_CONFIG": "BAD"}, ["configuration", "settings.py", "line 2"]),
+        (
+            {"CO2LOGSERVER_RETENTION_DAYS": "-3"},
+            ["CO2LOGSERVER_RETENTION_DAYS", "-3"],
+        ),
     ],
-    ids=["bad-number", "mysql", "missing-dir", "config-syntax"],
+    ids=["bad-number", "mysql", "missing-dir", "config-syntax", "retention"],
 )
 @pytest.mark.parametrize("preload", [False, True], ids=["workers", "preload"])
 def test_gunicorn_stops_with_one_line(tmp_path, env, words, preload):
