@@ -216,6 +216,7 @@ def validate(config: dict) -> None:
         )
     if config["CO2LOGSERVER_OSEM_UPLOAD"]:
         check_osem(config)
+    check_archive_dir(config)
 
 
 def check_database(config: dict) -> None:
@@ -349,3 +350,25 @@ def check_osem(config: dict) -> None:
             "pip install 'sensemapi>=0.5,<0.6'"
         )
     check_regex(config, "OSEM_COL_REGEX", {"type", "quantity", "unit"})
+
+
+def check_archive_dir(config: dict) -> None:
+    """``CO2LOGSERVER_ARCHIVE_DIR``: empty (off), or a directory created if missing
+    and proven writable, so the archive command cannot fail at its first day."""
+    value = config.get(PREFIX + "ARCHIVE_DIR")
+    if value in (None, ""):
+        return
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(f"{PREFIX}ARCHIVE_DIR must be a directory path: {value!r}")
+    directory = os.fspath(value)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        probe = os.path.join(directory, f".probe-{os.getpid()}")
+        with open(probe, "wb"):
+            pass
+        os.unlink(probe)
+    except OSError as error:
+        raise ConfigError(
+            f"{PREFIX}ARCHIVE_DIR: cannot write the archive directory "
+            f"{directory!r}: {error.strerror or error}"
+        ) from None
