@@ -12,6 +12,7 @@ same database gives the same bytes. No Flask.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import fcntl
@@ -24,7 +25,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -321,15 +321,16 @@ def write_day(
     }
     files = {fmt: path.open("wb") for fmt, path in temporary.items()}
     count = 0
+    writers: list[Any] = []
     try:
-        writers = [WRITERS[fmt](files[fmt]) for fmt in wanted]
+        writers += [WRITERS[fmt](files[fmt]) for fmt in wanted]
         rows = day_rows(store, decimals, day)
         while batch := list(itertools.islice(rows, PARQUET_BATCH)):
             for writer in writers:
                 writer.write(batch)
             count += len(batch)
-        for writer in writers:
-            writer.close()
+        while writers:
+            writers.pop().close()
         for file in files.values():
             file.flush()
             os.fsync(file.fileno())
@@ -337,13 +338,16 @@ def write_day(
         for fmt in wanted:
             publish(temporary[fmt], directory / file_name(day, fmt))
     finally:
+        for writer in writers:  # interrupted: end them before their files go
+            with contextlib.suppress(Exception):
+                writer.close()
         for fmt, file in files.items():
             file.close()
             temporary[fmt].unlink(missing_ok=True)
     return [file_name(day, fmt) for fmt in wanted], count
 
 
-@contextmanager
+@contextlib.contextmanager
 def exclusive(directory: Path) -> Iterator[None]:
     """One archive run per directory at a time; stale temporary files removed.
 

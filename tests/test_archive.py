@@ -8,6 +8,7 @@ import datetime
 import gzip
 import hashlib
 import io
+
 import pytest
 from click.testing import CliRunner
 
@@ -88,8 +89,8 @@ def test_files_hold_the_days_readings_with_public_locations_only(seeded):
     names = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
     days = [iso_day(2), iso_day(1)]
     assert names == sorted(
-        [f"readings-{d}.csv.gz" for d in days]
-        + [f"readings-{d}.csv.gz.sha256" for d in days]
+        [f"readings-{d}.{fmt}" for d in days for fmt in archive.formats()]
+        + [f"readings-{d}.{fmt}.sha256" for d in days for fmt in archive.formats()]
     )
     for day in days:
         rows = read_csv(directory / f"readings-{day}.csv.gz")
@@ -128,11 +129,15 @@ def test_an_incomplete_day_is_refused(seeded):
 def test_a_rerun_writes_nothing_new(seeded):
     app, directory, *_ = seeded
     assert run_archive(app).exit_code == 0
-    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in directory.glob("r*")}
+    before = {
+        p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in directory.glob("r*")
+    }
     result = run_archive(app)
     assert result.exit_code == 0, result.output
     assert "0 file(s) written" in result.output
-    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in directory.glob("r*")}
+    after = {
+        p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in directory.glob("r*")
+    }
     assert after == before
 
 
@@ -179,7 +184,7 @@ def test_a_run_interrupted_mid_day_resumes_without_doubling(seeded, monkeypatch)
     mtime = (directory / f"readings-{first}.csv.gz").stat().st_mtime_ns
     result = run_archive(app)
     assert result.exit_code == 0, result.output
-    assert "1 file(s) written" in result.output
+    assert f"{len(archive.formats())} file(s) written" in result.output
     assert (directory / f"readings-{first}.csv.gz").stat().st_mtime_ns == mtime
     rows = read_csv(directory / f"readings-{second}.csv.gz")
     assert len(rows) == len(expected[second])
@@ -206,6 +211,7 @@ def test_archive_lists_and_serves_verified_files(seeded):
     assert run_archive(app).exit_code == 0
     client = app.test_client()
     listing = client.get("/archive/?format=json").get_json()
+    listing["files"] = [f for f in listing["files"] if f["format"] == "csv.gz"]
     names = [f["name"] for f in listing["files"]]
     assert names == [f"readings-{iso_day(1)}.csv.gz", f"readings-{iso_day(2)}.csv.gz"]
     assert listing["columns"] == list(archive.COLUMNS)
