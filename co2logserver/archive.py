@@ -224,21 +224,32 @@ def day_rows(store: Store, decimals: int, day: datetime.date) -> Iterator[tuple]
 
 
 class CsvGzWriter:
-    """Rows into a gzip'd CSV with a header; no time stamp in the gzip header."""
+    """Rows into a gzip'd CSV with a header; no time stamp in the gzip header.
+
+    A batch is rendered into one string and compressed at once (level 6): row by
+    row through a text wrapper cost more than the query.
+    """
 
     def __init__(self, file: IO[bytes]):
-        self.gzip = gzip.GzipFile(fileobj=file, mode="wb", mtime=0, filename="")
-        self.text = io.TextIOWrapper(self.gzip, encoding="utf-8", newline="")
-        self.csv = csv.writer(self.text, lineterminator="\n")
+        self.gzip = gzip.GzipFile(
+            fileobj=file, mode="wb", compresslevel=6, mtime=0, filename=""
+        )
+        self.buffer = io.StringIO()
+        self.csv = csv.writer(self.buffer, lineterminator="\n")
         self.csv.writerow(COLUMNS)
 
     def write(self, rows: list[tuple]) -> None:
         self.csv.writerows(
             (*row[:4], "true" if row[4] else "false", *row[5:]) for row in rows
         )
+        self.gzip.write(self.buffer.getvalue().encode())
+        self.buffer.seek(0)
+        self.buffer.truncate()
 
     def close(self) -> None:
-        self.text.close()  # closes the GzipFile (its trailer), not the file
+        if self.buffer.tell():  # the header of a day without readings
+            self.gzip.write(self.buffer.getvalue().encode())
+        self.gzip.close()  # writes the gzip trailer; the file stays open
 
 
 class ParquetWriter:
