@@ -3,11 +3,16 @@ checksummed, resumable, and never served corrupt; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import gzip
 import hashlib
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -319,3 +324,40 @@ def test_parquet_holds_the_same_rows(seeded):
     assert table.column_names == list(archive.COLUMNS)
     assert table.num_rows == len(expected[day])
     assert archive.is_valid(directory / f"readings-{day}.parquet")
+
+
+def test_progress_is_log_lines_off_a_terminal_and_a_bar_on_one(seeded, caplog):
+    app, directory, *_ = seeded
+    if "://" in app.config["CO2LOGSERVER_DB"]:
+        pytest.skip("the output does not depend on the database")
+    with caplog.at_level("INFO", logger="co2logserver.archive"):
+        assert run_archive(app).exit_code == 0
+    assert f"archive {iso_day(2)}: readings-{iso_day(2)}.csv.gz" in caplog.text
+    assert "day 2 of 2" in caplog.text
+    for path in directory.glob("readings-*"):
+        path.unlink()
+    # The same command with its stderr on a pseudo-terminal draws the bar.
+    primary, secondary = os.openpty()
+    env = {
+        **os.environ,
+        "CO2LOGSERVER_ARCHIVE_DIR": str(directory),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+    }
+    db = app.config["CO2LOGSERVER_DB"]
+    with os.fdopen(primary, "rb", buffering=0) as terminal:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "co2logserver", "-f", db, "archive"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            env=env,
+        )
+        os.close(secondary)
+        stdout, _ = process.communicate(timeout=60)
+        drawn = b""
+        with contextlib.suppress(OSError):  # EIO once the process closed its end
+            while chunk := terminal.read(4096):
+                drawn += chunk
+    assert process.returncode == 0, drawn
+    assert b"archiving" in drawn and b"readings/s" in drawn and b"2/2" in drawn
+    assert b"2 file(s) written" in stdout or b"4 file(s) written" in stdout
