@@ -361,3 +361,16 @@ def test_progress_is_log_lines_off_a_terminal_and_a_bar_on_one(seeded, caplog):
     assert process.returncode == 0, drawn
     assert b"archiving" in drawn and b"readings/s" in drawn and b"2/2" in drawn
     assert b"2 file(s) written" in stdout or b"4 file(s) written" in stdout
+
+
+def test_a_location_the_owner_hid_is_not_in_the_file(seeded):
+    from co2logserver.store import accounts as accounts_sql
+
+    app, directory, expected, secure, rogue = seeded
+    with get_store(app).transaction() as conn:
+        accounts_sql.save_profile(conn, secure, 0, location_public=False)
+    assert run_archive(app, "--day", iso_day(1)).exit_code == 0
+    rows = read_csv(directory / f"readings-{iso_day(1)}.csv.gz")
+    assert {r["suid"] for r in rows} == {secure, rogue}
+    assert all(r["latitude"] == r["longitude"] == r["elevation"] == "" for r in rows)
+    assert not (directory / f"readings-{iso_day(2)}.csv.gz").exists()

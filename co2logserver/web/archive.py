@@ -8,7 +8,15 @@ recorded beside it; a corrupt file is logged and answered 503, never sent.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, render_template, request, send_file
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from co2logserver import archive
 from co2logserver.errors import ArchiveUnavailable, BadRequest, NotFound
@@ -41,7 +49,7 @@ def index():
                     "format": f.format,
                     "size": f.size,
                     "sha256": f.sha256,
-                    "url": f"{request.script_root}/archive/{f.name}",
+                    "url": url_for("archive.serve", name=f.name),
                 }
                 for f in files
             ],
