@@ -20,10 +20,12 @@ import pytest
 from co2logserver import create_app
 from co2logserver.store import get_store
 from tests.appserver import GunicornServer
+from tests.conftest import observations
 
 pytestmark = pytest.mark.slow
 
 ROWS = 200_000
+SUID = "123e4567-e89b-12d3-a456-426655440000"
 #: Above 3 s: gthread's main loop closes a finished connection itself, lingering up
 #: to 2 s for the peer (gunicorn.util.close_graceful) on top of its 1 s poll, and
 #: does not check in meanwhile; a 2 s timeout killed it then under load.
@@ -33,10 +35,13 @@ TIMEOUT = 4
 def seed(path) -> None:
     """A data table of ``ROWS`` rows (about 13 MB of CSV), made by the app."""
     app = create_app({"DB": str(path), "RATELIMIT_ENABLED": False})
-    response = app.test_client().post(
-        "/upload", json={"time": [1700000000], "co2": [412]}
-    )
+    client = app.test_client()
+    response = client.post("/upload", json={"time": [1700000000], "co2": [412]})
     assert response.status_code == 200
+    body = observations(1700000000, 1700000060)
+    assert (
+        client.post(f"/rogue/v1/sensors/{SUID}/readings", data=body).status_code == 200
+    )
     get_store(app).dispose()
     with sqlite3.connect(path) as conn:
         conn.executemany(
@@ -48,12 +53,13 @@ def seed(path) -> None:
         )
 
 
-def slow_download(port: int, pause: float) -> tuple[bytes, bytes]:
+def slow_download(
+    port: int, pause: float, path: str = f"/download?format=csv&number={ROWS}"
+) -> tuple[bytes, bytes]:
     """GET the whole CSV export, pausing after the first bytes as a slow client
     does; return the response head and the raw (still chunked) body."""
     request = (
-        f"GET /download?format=csv&number={ROWS} HTTP/1.1\r\n"
-        "Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     ).encode()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -124,7 +130,14 @@ def test_a_sync_worker_killed_mid_export_leaves_the_body_unterminated(database):
 def test_the_gthread_worker_finishes_the_same_export(database):
     with serve(database, "--worker-class", "gthread", "--threads", "2") as server:
         head, raw = slow_download(server.port, pause=TIMEOUT * 3)
+        readings = f"/v1/sensors/{SUID}/readings?format=csv"
+        readings_head, readings_raw = slow_download(server.port, 0, readings)
         log = server.log()
+    # The readings read-back's CSV is framed the same way.
+    assert b"transfer-encoding: chunked" in readings_head.lower()
+    assert b"content-length" not in readings_head.lower()
+    readings_body, readings_complete = dechunk(readings_raw)
+    assert readings_complete and readings_body.count(b"\n") == 1 + 2 * 2
     assert head.startswith(b"HTTP/1.1 200")
     assert b"transfer-encoding: chunked" in head.lower()
     body, complete = dechunk(raw)
