@@ -41,7 +41,7 @@ COLUMNS = (
     "latitude", "longitude", "elevation",
 )  # fmt: skip
 #: What an archive file is called; nothing else in the directory is ever served.
-NAME = re.compile(r"readings-(\d{4}-\d{2}-\d{2})\.(csv\.gz|parquet)")
+NAME = re.compile(r"readings-([0-9]{4}-[0-9]{2}-[0-9]{2})\.(csv\.gz|parquet)")
 CHECKSUM_SUFFIX = ".sha256"
 CONTENT_TYPES = {
     "csv.gz": "application/gzip",
@@ -163,7 +163,7 @@ def open_verified(directory: Path, name: str) -> tuple[IO[bytes], int]:
     The hash is read from the same open file that is then served, so a rewrite in
     between cannot swap the bytes.
 
-    :raise FileNotFoundError: for a name that is no archive file or not there.
+    :raise OSError: for a name that is no archive file, or not there (or no file).
     :raise CorruptArchive: when it does not match its checksum (or has none).
     """
     if not NAME.fullmatch(name):
@@ -185,7 +185,9 @@ def open_verified(directory: Path, name: str) -> tuple[IO[bytes], int]:
 def list_files(directory: Path) -> list[ArchiveFile]:
     """The archive files that were written whole (a checksum beside them), newest
     first. The listing does not re-hash them; serving does."""
-    found = []
+    found: list[ArchiveFile] = []
+    if not directory.is_dir():
+        return found
     for entry in os.scandir(directory):
         match = NAME.fullmatch(entry.name)
         path = Path(entry.path)

@@ -71,8 +71,6 @@ def serve(name: str) -> Response:
         return Response(f"{digest}  {data}\n", mimetype="text/plain")
     try:
         file, size = archive.open_verified(folder, name)
-    except FileNotFoundError:
-        raise NotFound(f"No archive file {name[:80]}") from None
     except archive.CorruptArchive:
         current_app.logger.error(
             "archive: %s does not match its checksum; not served (the next "
@@ -83,6 +81,8 @@ def serve(name: str) -> Response:
             f"The archive file {name} failed its checksum and is not served until "
             "it is written again"
         ) from None
+    except OSError:  # no such archive file (or a name the archive never writes)
+        raise NotFound(f"No archive file {name[:80]}") from None
     fmt = archive.NAME.fullmatch(name)[2]  # type: ignore[index]
     response = send_file(
         file,
