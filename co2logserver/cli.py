@@ -432,3 +432,99 @@ def sweep_with_progress(sweeper) -> int:
                 err=True,
             )
     return deleted
+
+
+# ------------------------------------------------------------ daily archives (#18)
+
+
+@main.command("archive")
+@click.option(
+    "--day",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Archive only this UTC day (YYYY-MM-DD); it must have ended.",
+)
+@click.pass_context
+def archive_command(ctx, day):
+    """Write a file per complete UTC day of every reading into CO2LOGSERVER_ARCHIVE_DIR.
+
+    CSV.gz always, Parquet too when pyarrow is installed; public (rounded)
+    locations only. Days already written whole are skipped, so an interrupted run
+    resumes where it stopped; a missing or corrupt file is written again. A day
+    never changes once written.
+    """
+    import time
+
+    from co2logserver import archive
+    from co2logserver.errors import ApiError
+    from co2logserver.store import get_store
+
+    app = build_app(ctx)
+    directory = archive.archive_directory(app.config)
+    if directory is None:
+        raise click.ClickException("CO2LOGSERVER_ARCHIVE_DIR is not set: no archives")
+    store = get_store(app)
+    decimals = app.config["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"]
+    written, readings, started = 0, 0, time.monotonic()
+    try:
+        if day is not None:
+            archive.require_complete(day.date())
+            days = [day.date()]
+        else:
+            days = archive.complete_days(store)
+        with archive.exclusive(directory):
+            for names, count in archive_progress(days, store, decimals, directory):
+                written += len(names)
+                readings += count
+    except (archive.IncompleteDay, RuntimeError) as error:
+        raise click.ClickException(str(error)) from None
+    except ApiError as error:
+        raise click.ClickException(f"CO2LOGSERVER_DB: {error.message}") from None
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            "interrupted: the days written so far are kept; run again to resume"
+        ) from None
+    finally:
+        store.dispose()
+    click.echo(
+        f"archive: {written} file(s) written ({readings} readings, "
+        f"{time.monotonic() - started:.1f} s); {len(days)} complete day(s) in "
+        f"{directory}"
+    )
+
+
+def archive_progress(days, store, decimals, directory):
+    """Write each day, with a progress bar on a terminal and a log line otherwise."""
+    from co2logserver import archive
+
+    logger = logging.getLogger("co2logserver.archive")
+    if not sys.stderr.isatty():
+        for index, day in enumerate(days, 1):
+            names, count = archive.write_day(store, decimals, directory, day)
+            if names:
+                logger.info(
+                    "archive %s: %s (%d readings), day %d of %d",
+                    day, ", ".join(names), count, index, len(days),
+                )  # fmt: skip
+            yield names, count
+        return
+    import time
+
+    started, done = time.monotonic(), [0]
+
+    def status(day):
+        rate = done[0] / max(time.monotonic() - started, 1e-3)
+        return f"{day.isoformat() if day else ''} {rate:,.0f} readings/s"
+
+    with click.progressbar(
+        days,
+        label="archiving",
+        file=sys.stderr,
+        show_eta=True,
+        show_pos=True,
+        item_show_func=status,
+    ) as bar:
+        for day in bar:
+            names, count = archive.write_day(store, decimals, directory, day)
+            done[0] += count
+            yield names, count

@@ -528,3 +528,14 @@ CO2LOGSERVER_MAP_QUANTITY = "PM2_5"
 CO2LOGSERVER_SALTED_CHECKSUM_HEADER_REGEX = re.compile(
     r"Content-(?P<algorithm>\w+)-Salted", re.IGNORECASE
 )
+
+# --------------------------------------------------------------------------------------
+# Daily archives (``python3 -m co2logserver archive``, ``/archive/``)
+# --------------------------------------------------------------------------------------
+
+# Directory of the daily archive files: one per complete UTC day of every reading
+# with the public (rounded) location only, written once by the ``archive`` command
+# and served, checksum verified, under ``/archive/``. Empty: no archives (the command
+# refuses, ``/archive/`` answers 404). Created if missing; a directory that cannot
+# be written stops the start and the command.
+CO2LOGSERVER_ARCHIVE_DIR = ""

@@ -98,6 +98,12 @@ class StorageUnavailable(ApiError):
     status = 503
 
 
+class ArchiveUnavailable(ApiError):
+    """A daily archive file failed its checksum: it is not served until rewritten."""
+
+    status = 503
+
+
 def error_body(message: str) -> dict[str, Any]:
     """Return the one JSON error shape: ``{"error": message}``."""
     return {"error": message}

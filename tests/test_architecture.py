@@ -20,7 +20,7 @@ PACKAGE = ROOT / "co2logserver"
 SQLALCHEMY_OUTSIDE_STORE = {
     # Checks CO2LOGSERVER_DB at start-up with sqlalchemy.engine.make_url, so a bad
     # URL is a ConfigError naming the key before any engine exists. No SQL.
-    "co2logserver.config",
+    "co2logserver.config_checks",
 }
 
 #: Modules outside co2logserver/web/ that may import flask's ``request``, and why.
@@ -115,7 +115,9 @@ PARTS_MAY_IMPORT = {
         "co2logserver.web.openapi.owners",
         "co2logserver.web.openapi.parts",
     },
+    "co2logserver.web.openapi.archive": {"co2logserver.web.openapi.parts"},
     "co2logserver.web.openapi": {
+        "co2logserver.web.openapi.archive",
         "co2logserver.web.openapi.core",
         "co2logserver.web.protocols",
     },

@@ -13,7 +13,7 @@ The package is cut so that only two modules know sensemapi and HTTP:
 
 Importing this package imports no sensemapi: the worker loads the client on first
 use, so a server without the ``opensensemap`` extra starts (and says why it cannot
-forward when forwarding is on, see :func:`co2logserver.config.check_osem`).
+forward when forwarding is on, see :func:`co2logserver.config_checks.check_osem`).
 """
 
 from __future__ import annotations

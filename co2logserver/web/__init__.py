@@ -7,6 +7,7 @@ def register_blueprints(app) -> None:
     """Register every blueprint on ``app``."""
     from co2logserver.web import (
         accounts,
+        archive,
         dashboard,
         legacy,
         openapi,
@@ -28,5 +29,6 @@ def register_blueprints(app) -> None:
     app.register_blueprint(accounts.bp)
     app.register_blueprint(owners.bp)
     app.register_blueprint(sensor_map.bp)
+    app.register_blueprint(archive.bp)
     accounts.init_app(app)
     rejections.init_app(app)

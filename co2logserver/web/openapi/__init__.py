@@ -7,8 +7,9 @@ documented, every documented path a route with the same methods), and
 one schema, ``Error``: the ``{"error": "..."}`` body of every 4xx and 5xx.
 
 The document is assembled here from :mod:`~.core` (the legacy, OpenSmog, read and
-operations routes), :mod:`~.owners` (the owners' pages) and each firmware
-protocol's own ``OPENAPI_PATHS``; :mod:`~.parts` holds the pieces they share.
+operations routes), :mod:`~.owners` (the owners' pages), :mod:`~.archive` (the daily
+archive) and each firmware protocol's own ``OPENAPI_PATHS``; :mod:`~.parts` holds
+the pieces they share.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from co2logserver.web.openapi.archive import archive_paths
 from co2logserver.web.openapi.core import core_document
 
 bp = Blueprint("openapi", __name__)
@@ -25,6 +27,7 @@ bp = Blueprint("openapi", __name__)
 def document() -> dict[str, Any]:
     """The OpenAPI document of this server's HTTP API, protocols included."""
     served = core_document()
+    served["paths"].update(archive_paths())
     served["paths"].update(protocol_paths())
     return served
 
