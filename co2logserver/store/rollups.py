@@ -1,0 +1,366 @@
+"""Hourly rollups: per registration, quantity and hour, count/min/max/sum.
+
+Written in the transaction of the readings (:func:`add_new_readings`, for the rows
+the INSERT actually stored, so a resent reading is not counted twice), they let an
+hour-multiple bucket of the read-back, a chart or a sparkline read one row per
+hour instead of every raw reading (issue 18). A database that had readings before
+the rollups existed is not "built" until ``python3 -m co2logserver build-rollups``
+has walked it (:func:`build_step`); until then every query takes the raw path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from co2logserver.store.prepared import driver_rows, placeholders
+from co2logserver.store.schema import (
+    readings,
+    registrations,
+    rollups_hourly,
+    rollups_state,
+    sensors,
+)
+
+log = logging.getLogger(__name__)
+
+HOUR = 3600
+#: The one row of ``rollups_state``.
+STATE = "hourly"
+#: Rollup rows per UPSERT: 7 parameters each stays below SQLite's 32766 variables.
+UPSERT_CHUNK = 1000
+#: Hours of one registration the builder reads with one statement.
+BUILD_WINDOW = 24 * 7 * HOUR
+
+COLUMNS = "registration_id, type, hour, count, min, max, sum"
+#: The same text on SQLite (3.24+) and PostgreSQL; CASE, as LEAST/GREATEST are
+#: PostgreSQL's and SQLite's two-argument min/max are not.
+ON_CONFLICT = (
+    " ON CONFLICT (registration_id, type, hour) DO UPDATE SET"
+    " count = rollups_hourly.count + excluded.count,"
+    " min = CASE WHEN excluded.min < rollups_hourly.min"
+    " THEN excluded.min ELSE rollups_hourly.min END,"
+    " max = CASE WHEN excluded.max > rollups_hourly.max"
+    " THEN excluded.max ELSE rollups_hourly.max END,"
+    " sum = rollups_hourly.sum + excluded.sum"
+)
+
+
+def hour_of(ts: int) -> int:
+    """The first second of the hour of ``ts`` (stored times are after 2000)."""
+    return ts - ts % HOUR
+
+
+def add_new_readings(
+    conn: Connection, rows: Iterable[tuple[int, int, int, float]]
+) -> None:
+    """Fold newly stored ``(registration, ts, type, value)`` rows into the rollups.
+
+    The rows are summed per hour first: PostgreSQL refuses an UPSERT that touches
+    one row twice, and one row per hour is one round trip for a whole request.
+    """
+    hours: dict[tuple[int, int, int], list] = {}
+    for registration, ts, kind, value in rows:
+        key = (registration, kind, hour_of(ts))
+        acc = hours.get(key)
+        if acc is None:
+            hours[key] = [1, value, value, value]
+        else:
+            acc[0] += 1
+            acc[1] = min(acc[1], value)
+            acc[2] = max(acc[2], value)
+            acc[3] += value
+    upsert(conn, [(*key, *acc) for key, acc in hours.items()])
+
+
+def upsert(conn: Connection, rows: Sequence[tuple]) -> None:
+    """Add ``(registration, type, hour, count, min, max, sum)`` rows to the rollups."""
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        chunk = rows[start : start + UPSERT_CHUNK]
+        row = f"({placeholders(conn, 7)})"
+        sql = (
+            f"INSERT INTO rollups_hourly ({COLUMNS}) VALUES "
+            + ", ".join([row] * len(chunk))
+            + ON_CONFLICT
+        )
+        driver_rows(conn, sql, [p for values in chunk for p in values])
+
+
+# ------------------------------------------------------------------- reading them
+
+
+def covers(start: int | None, end: int | None, interval: int) -> bool:
+    """Whether buckets of ``interval`` over ``[start, end)`` are whole hours."""
+    return (
+        interval % HOUR == 0
+        and (start is None or (start >= 0 and start % HOUR == 0))
+        and (end is None or (end >= 0 and end % HOUR == 0))
+    )
+
+
+def is_built(conn: Connection) -> bool:
+    """Whether the rollups hold every stored reading."""
+    built = conn.execute(
+        select(rollups_state.c.built).where(rollups_state.c.name == STATE)
+    ).scalar()
+    return bool(built)
+
+
+class Bucket(NamedTuple):
+    """One bucket of one type, as the raw aggregation gives it."""
+
+    type: int
+    bucket: int
+    count: int
+    min: float
+    mean: float
+    max: float
+
+
+def aggregate_rollups(
+    conn: Connection,
+    suid: str,
+    start: int | None,
+    end: int | None,
+    types: Iterable[int] | None,
+    verified: bool | None,
+    interval: int,
+) -> list[Bucket]:
+    """Buckets of ``interval`` seconds (a multiple of an hour) from the rollups.
+
+    The caller checks :func:`covers` and :func:`is_built`; the result is the raw
+    aggregation's (the mean up to the order floating-point sums are added in).
+    """
+    r = rollups_hourly.c
+    bucket = (r.hour - r.hour % interval).label("bucket")
+    statement = (
+        select(
+            r.type,
+            bucket,
+            func.sum(r.count).label("count"),
+            func.min(r.min).label("min"),
+            func.sum(r.sum).label("sum"),
+            func.max(r.max).label("max"),
+        )
+        .join(registrations, registrations.c.id == r.registration_id)
+        .where(registrations.c.suid == suid)
+        .group_by(r.type, bucket)
+        .order_by(r.type, bucket)
+    )
+    if start is not None:
+        statement = statement.where(r.hour >= start)
+    if end is not None:
+        statement = statement.where(r.hour < end)
+    if types:
+        statement = statement.where(r.type.in_(list(types)))
+    if verified is not None:
+        statement = statement.where(registrations.c.secure == verified)
+    return [
+        Bucket(row.type, int(row.bucket), int(row.count), row.min,
+               float(row.sum) / int(row.count), row.max)
+        for row in conn.execute(statement)
+    ]  # fmt: skip
+
+
+def hourly_means(
+    conn: Connection, suids: Sequence[str], kind: int, since: int
+) -> dict[str, list[tuple[int, float]]]:
+    """Each sensor's ``(hour, mean)`` of type ``kind`` since ``since``, in one query.
+
+    For sparklines of many sensors: the current registration's hours only.
+    """
+    r = rollups_hourly.c
+    statement = (
+        select(sensors.c.suid, r.hour, r.sum, r.count)
+        .join(sensors, sensors.c.registration_id == r.registration_id)
+        .where(sensors.c.suid.in_(list(suids)), r.type == kind, r.hour >= since)
+        .order_by(sensors.c.suid, r.hour)
+    )
+    means: dict[str, list[tuple[int, float]]] = {suid: [] for suid in suids}
+    for row in conn.execute(statement):
+        means[row.suid].append((int(row.hour), float(row.sum) / int(row.count)))
+    return means
+
+
+# ------------------------------------------------------------------ building them
+
+
+class State(NamedTuple):
+    """``rollups_state``: built, and where the builder goes on."""
+
+    built: bool
+    next_registration: int | None
+    next_hour: int | None
+
+
+def state(conn: Connection) -> State | None:
+    """The builder's state, ``None`` before :func:`ensure` ran."""
+    row = conn.execute(
+        select(
+            rollups_state.c.built,
+            rollups_state.c.next_registration,
+            rollups_state.c.next_hour,
+        ).where(rollups_state.c.name == STATE)
+    ).first()
+    return None if row is None else State(bool(row[0]), row[1], row[2])
+
+
+def ensure(conn: Connection) -> None:
+    """At schema preparation: an empty database's rollups are complete; a database
+    with readings from before the rollups needs ``build-rollups`` (logged)."""
+    current = state(conn)
+    if current is None:
+        empty = conn.execute(select(readings.c.ts).limit(1)).first() is None
+        conn.execute(
+            insert(rollups_state).values(
+                name=STATE,
+                built=empty,
+                next_registration=None if empty else 0,
+                next_hour=None if empty else 0,
+                updated_at=int(time.time()),
+            )
+        )
+        current = State(empty, 0, 0)
+    if not current.built:
+        warn_not_built()
+
+
+def warn_not_built() -> None:
+    """The operator's line: aggregates read raw readings until the rollups are built."""
+    log.warning(
+        "the hourly rollups of this database's stored readings are not built yet: "
+        "run `python3 -m co2logserver build-rollups` (resumable; the server may keep "
+        "running); until then aggregates read the raw readings"
+    )
+
+
+def restart(conn: Connection) -> None:
+    """Forget every rollup and build from the start (``build-rollups --restart``)."""
+    conn.execute(rollups_hourly.delete())
+    save(conn, State(False, 0, 0))
+
+
+def save(conn: Connection, new: State) -> None:
+    """Write the builder's state."""
+    conn.execute(
+        update(rollups_state)
+        .where(rollups_state.c.name == STATE)
+        .values(
+            built=new.built,
+            next_registration=new.next_registration,
+            next_hour=new.next_hour,
+            updated_at=int(time.time()),
+        )
+    )
+
+
+def lock_readings(conn: Connection) -> None:
+    """Hold ingest back for one builder step (SQLite: the write lock does).
+
+    On PostgreSQL a step's snapshot must not miss readings whose transaction has
+    already added them to the rollups the step replaces; SHARE mode waits for
+    open ingest transactions and blocks new ones until the step commits.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE readings IN SHARE MODE")
+
+
+def build_step(conn: Connection, budget: int) -> tuple[int, State]:
+    """Rebuild the next ``budget`` or so readings' rollups; return the readings done
+    and the new state (``built`` after the last registration).
+
+    One step is one transaction that replaces whole windows of one registration's
+    hours, so an interrupted build resumes where the last step committed.
+    """
+    lock_readings(conn)
+    current = state(conn)
+    if current is None or current.built:
+        return 0, current or State(True, None, None)
+    registration, hour = current.next_registration or 0, current.next_hour or 0
+    done = 0
+    while done < budget:
+        first = first_reading(conn, registration, hour)
+        if first is None:
+            following = next_registration(conn, registration)
+            if following is None:
+                finished = State(True, None, None)
+                save(conn, finished)
+                return done, finished
+            registration, hour = following, 0
+            continue
+        start = hour_of(first)
+        done += rebuild_window(conn, registration, start, start + BUILD_WINDOW)
+        hour = start + BUILD_WINDOW
+    progress = State(False, registration, hour)
+    save(conn, progress)
+    return done, progress
+
+
+def first_reading(conn: Connection, registration: int, since: int) -> int | None:
+    """The time of the first reading of ``registration`` at or after ``since``."""
+    return conn.execute(
+        select(func.min(readings.c.ts)).where(
+            readings.c.registration_id == registration, readings.c.ts >= since
+        )
+    ).scalar()
+
+
+def next_registration(conn: Connection, after: int) -> int | None:
+    """The registration after ``after`` in id order (``after`` 0: the first)."""
+    return conn.execute(
+        select(func.min(registrations.c.id)).where(registrations.c.id > after)
+    ).scalar()
+
+
+def rebuild_window(conn: Connection, registration: int, start: int, end: int) -> int:
+    """Replace the rollups of ``registration``'s hours in ``[start, end)`` by what
+    its raw readings give; return the number of readings read."""
+    hour = (readings.c.ts - readings.c.ts % HOUR).label("hour")
+    statement = (
+        select(
+            readings.c.type,
+            hour,
+            func.count(),
+            func.min(readings.c.value),
+            func.max(readings.c.value),
+            func.sum(readings.c.value),
+        )
+        .where(
+            readings.c.registration_id == registration,
+            readings.c.ts >= start,
+            readings.c.ts < end,
+        )
+        .group_by(readings.c.type, hour)
+    )
+    rows = [(registration, *row) for row in conn.execute(statement)]
+    conn.execute(
+        rollups_hourly.delete().where(
+            rollups_hourly.c.registration_id == registration,
+            rollups_hourly.c.hour >= start,
+            rollups_hourly.c.hour < end,
+        )
+    )
+    upsert(conn, rows)
+    return sum(row[3] for row in rows)
+
+
+def build_total(conn: Connection) -> tuple[int, int]:
+    """``(readings already rolled up, readings in all)`` for the progress bar.
+
+    The total is the sensors' reading counters (no scan of the readings).
+    """
+    total = conn.execute(select(func.coalesce(func.sum(sensors.c.reading_count), 0)))
+    current = state(conn)
+    before = current.next_registration if current else None
+    done = 0
+    if before:
+        done = conn.execute(
+            select(func.coalesce(func.sum(rollups_hourly.c.count), 0)).where(
+                rollups_hourly.c.registration_id < before
+            )
+        ).scalar_one()
+    return int(done), int(total.scalar_one())
