@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -110,8 +111,10 @@ def is_built(conn: Connection) -> bool:
     return bool(built)
 
 
-class Bucket(NamedTuple):
-    """One bucket of one type, as the raw aggregation gives it."""
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One bucket of one type, as the raw aggregation gives it (a dataclass, as
+    a tuple's ``count`` method would shadow the field)."""
 
     type: int
     bucket: int
@@ -160,10 +163,9 @@ def aggregate_rollups(
     if verified is not None:
         statement = statement.where(registrations.c.secure == verified)
     return [
-        Bucket(row.type, int(row.bucket), int(row.count), row.min,
-               float(row.sum) / int(row.count), row.max)
-        for row in conn.execute(statement)
-    ]  # fmt: skip
+        Bucket(kind, int(start), int(count), low, float(total) / int(count), high)
+        for kind, start, count, low, total, high in conn.execute(statement)
+    ]
 
 
 def hourly_means(
@@ -181,8 +183,8 @@ def hourly_means(
         .order_by(sensors.c.suid, r.hour)
     )
     means: dict[str, list[tuple[int, float]]] = {suid: [] for suid in suids}
-    for row in conn.execute(statement):
-        means[row.suid].append((int(row.hour), float(row.sum) / int(row.count)))
+    for suid, hour, total, count in conn.execute(statement):
+        means[suid].append((int(hour), float(total) / int(count)))
     return means
 
 
@@ -355,12 +357,14 @@ def build_total(conn: Connection) -> tuple[int, int]:
     """
     total = conn.execute(select(func.coalesce(func.sum(sensors.c.reading_count), 0)))
     current = state(conn)
-    before = current.next_registration if current else None
     done = 0
-    if before:
+    if current is not None and current.next_registration:
+        r = rollups_hourly.c
+        reached = (r.registration_id < current.next_registration) | (
+            (r.registration_id == current.next_registration)
+            & (r.hour < (current.next_hour or 0))
+        )
         done = conn.execute(
-            select(func.coalesce(func.sum(rollups_hourly.c.count), 0)).where(
-                rollups_hourly.c.registration_id < before
-            )
+            select(func.coalesce(func.sum(r.count), 0)).where(reached)
         ).scalar_one()
     return int(done), int(total.scalar_one())
