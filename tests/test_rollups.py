@@ -303,3 +303,16 @@ def test_restart_builds_everything_again(any_db_app):
     result = CliRunner().invoke(main, ["-f", db, "build-rollups", "--restart"])
     assert result.exit_code == 0, result.output
     assert_rollups_equal_raw(network)
+
+
+def test_a_30_day_chart_is_whole_hours_and_counts_every_reading(network):
+    from co2logserver import dashboard_data
+
+    suid = network.add_sensor(False)
+    network.fill(suid, 150)
+    span = dashboard_data.time_range({"range": "30d"})
+    assert span.interval % HOUR == 0
+    data = dashboard_data.chart_data(network.store, suid, span)
+    with network.store.reading() as conn:
+        stored = conn.exec_driver_sql("SELECT count(*) FROM readings").scalar()
+    assert sum(b["count"] for b in data["buckets"]) == stored
