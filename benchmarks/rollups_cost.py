@@ -163,9 +163,9 @@ def fill_history(app, args) -> list[str]:
             for ts in range(start, end, PERIOD)
             for kind in TYPES
         ]
-        for at in range(0, len(rows), 30000):
+        for at in range(0, len(rows), 6000):
             with store.transaction() as conn:
-                sensor_sql.insert_reading_rows(conn, rows[at : at + 30000])
+                sensor_sql.insert_reading_rows(conn, rows[at : at + 6000])
     return suids
 
 
@@ -239,6 +239,9 @@ def main() -> None:
                 "RATELIMIT_ENABLED": False,
                 "SPOOL_DIR": tmp,
                 "OSEM_UPLOAD": False,
+                # Filling writes 6,000 readings per transaction (PostgreSQL's
+                # default budget for a whole write transaction is 5 s).
+                "DB_TIMEOUT": 120,
             }
         )
         kind = "PostgreSQL" if "://" in db else "SQLite"
