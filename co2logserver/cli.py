@@ -528,3 +528,42 @@ def archive_progress(days, store, decimals, directory):
             names, count = archive.write_day(store, decimals, directory, day)
             done[0] += count
             yield names, count
+
+
+# ----------------------------------------------------------------- rollups (#18)
+
+
+@main.command("build-rollups")
+@click.option(
+    "--restart", is_flag=True, help="Forget the rollups built so far and start over."
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(1),
+    default=50_000,
+    show_default=True,
+    help="Readings per transaction (ingest waits for one at most).",
+)
+@click.pass_context
+def build_rollups_command(ctx, restart, chunk):
+    """Build the hourly rollups of the readings stored before they existed.
+
+    Runs beside the server, in short transactions; interrupted (Ctrl-C), it goes on
+    where it stopped when run again. Aggregates read the rollups once it is done.
+    """
+    from co2logserver import rollup_builder
+    from co2logserver.errors import ApiError
+    from co2logserver.store import get_store
+
+    store = get_store(build_app(ctx))
+    try:
+        done = rollup_builder.build(store, restart, chunk, click.echo)
+    except ApiError as error:
+        raise click.ClickException(error.message) from None
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            "interrupted: run build-rollups again to go on where it stopped"
+        ) from None
+    finally:
+        store.dispose()
+    click.echo(f"rollups built ({done} readings rolled up in this run)")

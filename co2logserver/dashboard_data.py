@@ -40,6 +40,7 @@ INTERVALS = (
     86400,
     604800,
 )
+HOUR = 3600
 #: Most buckets per chart line: enough detail for a wide screen, cheap to draw.
 MAX_POINTS = 720
 #: Last second a page can show (datetime's year 9999).
@@ -192,11 +193,17 @@ def chart_data(store: Store, suid: str, span: TimeRange) -> dict[str, Any]:
 
     :raise BadRequest: for a malformed SUID.
     :raise NotFound: for a sensor that never registered nor posted.
+
+    Buckets of whole hours widen the range to whole hours (their first and last
+    bucket are then whole too), so they are read from the hourly rollups.
     """
+    start, end = span.start, span.end
+    if span.interval % HOUR == 0:
+        start, end = start - start % HOUR, end + -end % HOUR
     query = readback.ReadingsQuery(
         suid=suid,
-        start=span.start,
-        end=span.end,
+        start=start,
+        end=end,
         types=None,
         verified=None,
         cursor=None,

@@ -325,7 +325,8 @@ def aggregate(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     assert query.aggregate is not None, "callers ask for buckets only when given"
     with store.reading() as conn:
         require_sensor(conn, query.suid)
-        statement = history_sql.aggregate_readings(
+        rows = history_sql.aggregate_buckets(
+            conn,
             query.suid,
             query.start,
             query.end,
@@ -333,7 +334,6 @@ def aggregate(store: Store, query: ReadingsQuery) -> dict[str, Any]:
             query.verified,
             query.aggregate,
         )
-        rows = list(conn.execute(statement))
         kinds = {
             code: store.quantities.by_code(conn, code)
             for code in {r.type for r in rows}

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 
 from co2logserver.errors import ConfigError, StorageUnavailable
-from co2logserver.store import deadline, schema, writer_lock
+from co2logserver.store import deadline, rollups, schema, writer_lock
 from co2logserver.store.columns import DataTable
 from co2logserver.store.marks import (  # noqa: F401  (the store's interface)
     AlreadyApplied,
@@ -274,6 +274,7 @@ class Store:
             schema.metadata.create_all(conn)
             add_missing_sensor_columns(conn)
             self.data.ensure(conn)
+            rollups.ensure(conn)
         self._schema_ready = True
         added = sorted(set(schema.metadata.tables) - before)
         if self.data.name in before and added:
@@ -299,6 +300,8 @@ class Store:
                 if not set(ADDED_SENSOR_COLUMNS) <= columns:
                     return False
                 self.data.reflect(conn)
+                if not rollups.is_built(conn):
+                    rollups.warn_not_built()
                 return True
         except self.outage_errors as error:
             if not self.is_outage(error):

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, func, select, tuple_
 from sqlalchemy.engine import Row
 
+from co2logserver.store import rollups
 from co2logserver.store.schema import readings, registrations
 
 
@@ -164,6 +165,28 @@ def aggregate_readings(
     if verified is not None:
         statement = statement.where(registrations.c.secure == verified)
     return statement
+
+
+def aggregate_buckets(
+    conn: Connection,
+    suid: str,
+    start: int | None,
+    end: int | None,
+    types: Iterable[int] | None,
+    verified: bool | None,
+    interval: int,
+) -> list:
+    """Buckets per type with ``type, bucket, count, min, mean, max``.
+
+    From the hourly rollups when the buckets are whole hours over whole hours and
+    the rollups are built; from the raw readings otherwise. Both give the same.
+    """
+    if rollups.covers(start, end, interval) and rollups.is_built(conn):
+        return rollups.aggregate_rollups(
+            conn, suid, start, end, types, verified, interval
+        )
+    statement = aggregate_readings(suid, start, end, types, verified, interval)
+    return list(conn.execute(statement))
 
 
 def stream(conn: Connection, statement) -> Iterator[Row]:

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnClause,
     Connection,
     bindparam,
@@ -37,18 +36,18 @@ from sqlalchemy import (
 )
 
 from co2logserver.store.queries import bound
-from co2logserver.store.schema import readings, registrations, sensors
-
-#: The hourly rollups' table (co2logserver.store.rollups): deleted only if present.
-ROLLUPS = "rollups_hourly"
-HOUR = 3600
-
-rollups_hourly = table(
-    ROLLUPS,
-    column("registration_id", BigInteger),
-    column("type", BigInteger),
-    column("hour", BigInteger),
+from co2logserver.store.rollup_build import raise_raw_horizon
+from co2logserver.store.rollups import hour_of
+from co2logserver.store.schema import (
+    readings,
+    registrations,
+    rollups_hourly,
+    sensors,
 )
+
+#: The hourly rollups' table (co2logserver.store.rollups); a database made before
+#: rollups existed may not have it yet.
+ROLLUPS = rollups_hourly.name
 
 
 # ------------------------------------------------------------------------ readings
@@ -96,6 +95,7 @@ def delete_old_readings(
     deleted = conn.execute(statement).rowcount or 0
     if deleted:
         uncount_readings(conn, registration_id, deleted)
+        raise_raw_horizon(conn, cutoff)
     return deleted
 
 
@@ -217,8 +217,7 @@ def has_table(conn: Connection, name: str, column_name: str | None = None) -> bo
 def rollup_cutoff(moment: float) -> int:
     """The start of the hour at or before ``moment`` (UNIX seconds): rollups of
     hours that ended by then may go, never one that still covers kept readings."""
-    seconds = int(moment)
-    return seconds - seconds % HOUR
+    return hour_of(int(moment))
 
 
 def find_old_rollups(

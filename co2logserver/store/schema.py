@@ -241,3 +241,37 @@ installation = Table(
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+
+# ------------------------------------------------------------ rollups (issue 18)
+# New tables only: ``create_all`` adds them to existing databases, and
+# co2logserver.store.rollups.ensure marks whether they are complete.
+
+#: Per registration, quantity and hour (its first second, UNIX time): how many
+#: readings, their min, max and sum (the mean of any hour-multiple bucket is
+#: sum / count exactly as the raw readings give it). Written in the transaction
+#: of the readings (co2logserver.store.rollups.add_new_readings).
+rollups_hourly = Table(
+    "rollups_hourly",
+    metadata,
+    Column("registration_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("type", SmallInteger, primary_key=True, autoincrement=False),
+    Column("hour", _BigInteger, primary_key=True, autoincrement=False),
+    Column("count", _BigInteger, nullable=False),
+    Column("min", Float, nullable=False),
+    Column("max", Float, nullable=False),
+    Column("sum", Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+#: Whether the rollups hold every stored reading (``built``), and where the
+#: ``build-rollups`` command resumes (the registration and hour it reached).
+rollups_state = Table(
+    "rollups_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("built", Boolean, nullable=False, default=False),
+    Column("next_registration", _BigInteger),
+    Column("next_hour", _BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+)

@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 
+from co2logserver.store import rollups
 from co2logserver.store.prepared import (
     Prepared,
     driver_cursor,
@@ -165,18 +166,21 @@ def insert_reading_rows(
     Returns the ``(registration, ts, type)`` keys that were new. The multi-row
     INSERT with ``ON CONFLICT DO NOTHING RETURNING`` is the same text on SQLite and
     PostgreSQL; a request of many devices is one statement per 2000 readings.
+    The rows stored (and only those) are added to the hourly rollups.
     """
-    new: list[tuple[int, int, int]] = []
+    new: list[tuple[int, int, int, float]] = []
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
         row = f"({placeholders(conn, 4)})"
         sql = (
             "INSERT INTO readings (registration_id, ts, type, value) VALUES "
             + ", ".join([row] * len(chunk))
-            + " ON CONFLICT DO NOTHING RETURNING registration_id, ts, type"
+            + " ON CONFLICT DO NOTHING RETURNING registration_id, ts, type, value"
         )
         new += driver_rows(conn, sql, [p for values in chunk for p in values])
-    return new
+    if new:
+        rollups.add_new_readings(conn, new)
+    return [(registration, ts, kind) for registration, ts, kind, _ in new]
 
 
 class DeviceSensor(NamedTuple):
