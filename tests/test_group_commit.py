@@ -235,7 +235,8 @@ def test_gthread_server_over_http(tmp_path):
             if not hasattr(local, "session"):
                 local.session = requests.Session()
             url = f"{server.url}/rogue/v1/sensors/{suid}/readings"
-            return local.session.post(url, data=observations(TS), timeout=30).status_code
+            answer = local.session.post(url, data=observations(TS), timeout=30)
+            return answer.status_code
 
         with ThreadPoolExecutor(32) as pool:
             assert set(pool.map(send, suids)) == {200}
