@@ -133,8 +133,14 @@ class GroupCommitter:
             with batch.turn:
                 if batch.failure is not None or batch.conn is None:
                     raise failure_for_member(batch.failure or BatchFailed("no begin"))
-                with self._savepoint(batch, batch.conn):
-                    yield batch.conn
+                # A transaction opened inside the block commits alone: joining
+                # this batch again would wait for the turn this thread holds.
+                token = JOINING.set(False)
+                try:
+                    with self._savepoint(batch, batch.conn):
+                        yield batch.conn
+                finally:
+                    JOINING.reset(token)
         except BaseException:
             self._finish(batch)
             if leader:
