@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from co2logserver import applier
 from co2logserver.errors import ConfigError, StorageUnavailable
+from co2logserver.parsers import Batch
 from co2logserver.store import get_store
 from tests.appserver import GunicornServer
 from tests.conftest import observations
@@ -146,6 +147,50 @@ def test_a_request_failing_in_the_database_fails_alone(any_db_app):
     assert not registered(app, bad)
     # The database learned the same as alone: the next batch still works.
     assert in_one_batch(app, [lambda: post(app, good[0], observations(TS + 1))]) == [2]
+
+
+def upload(app, columns: dict):
+    """One legacy upload of one row through the ingest entry point."""
+    batch = Batch({name: [value] for name, value in columns.items()}, 1)
+    try:
+        return applier.submit(
+            get_store(app), app.config, "upload", batch=batch, matches={}
+        )
+    except Exception as error:
+        return error
+
+
+def data_columns(app) -> set[str]:
+    with get_store(app).reading() as conn:
+        return {c["name"] for c in inspect(conn).get_columns("data")}
+
+
+def test_a_failed_upload_takes_only_its_own_new_column_back(make_app):
+    """A column added in a rolled-back savepoint is gone, and forgotten."""
+    app = make_app()
+    assert upload(app, {"station": "s0", "poison": 0}) == 1
+    with get_store(app).transaction() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER poison BEFORE INSERT ON data WHEN NEW.poison = 666 "
+            "BEGIN SELECT RAISE(ABORT, 'poison'); END"
+        )
+    results = in_one_batch(
+        app,
+        [
+            lambda: upload(app, {"station": "s1", "poison": 1}),
+            lambda: upload(app, {"station": "s2", "added_b": 2.5, "poison": 666}),
+            lambda: upload(app, {"station": "s3", "poison": 3}),
+        ],
+    )
+    assert results[0] == 1 and results[2] == 1
+    assert "poison" in str(results[1])
+    assert "added_b" not in data_columns(app)
+    # The cache did not keep the rolled-back column: it is added again when used.
+    assert upload(app, {"station": "s4", "added_b": 4.5}) == 1
+    assert "added_b" in data_columns(app)
+    with get_store(app).reading() as conn:
+        stations = conn.exec_driver_sql("SELECT station FROM data").scalars().all()
+    assert sorted(stations) == ["s0", "s1", "s3", "s4"]
 
 
 def test_many_threads_share_commits(make_app):
