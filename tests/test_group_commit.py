@@ -193,6 +193,39 @@ def test_a_failed_upload_takes_only_its_own_new_column_back(make_app):
     assert sorted(stations) == ["s0", "s1", "s3", "s4"]
 
 
+@pytest.mark.postgres
+def test_a_connection_lost_inside_a_batch_spools_the_whole_batch(
+    pg_database_url, build_app
+):
+    """The database goes away during one member's block: nobody is half-stored,
+    every member is spooled and acknowledged, and each is applied once."""
+    app = build_app({"DB": pg_database_url})
+    store = get_store(app)
+    post(app, str(uuid.uuid4()), observations(TS))  # schema ready
+    with store.transaction() as conn:
+        conn.exec_driver_sql("CREATE SEQUENCE kill_once")
+        conn.exec_driver_sql(
+            "CREATE FUNCTION kill_once() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.value = 777 AND nextval('kill_once') = 1 THEN "
+            "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER kill_once BEFORE INSERT ON readings "
+            "FOR EACH ROW EXECUTE FUNCTION kill_once()"
+        )
+    suids = [str(uuid.uuid4()) for _ in range(4)]
+    killer = json.dumps([{"timestamp": TS, "readings": {"PM10": 777.0}}]).encode()
+    calls = [lambda s=s: post(app, s, observations(TS)) for s in suids[:3]]
+    calls.append(lambda: post(app, suids[3], killer))
+    results = in_one_batch(app, calls)
+    assert results == [0, 0, 0, 0], results  # spooled: counted when applied
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and store.spool.segments():
+        time.sleep(0.1)
+    assert [readings_of(app, s) for s in suids] == [2, 2, 2, 1]
+
+
 def test_many_threads_share_commits(make_app):
     app = make_app()
     group = get_store(app).group

@@ -242,8 +242,10 @@ class GroupCommitter:
                 if self.on_commit is not None:
                     self.on_commit(batch.members)
             else:
-                failure = batch.failure  # ROLLBACK:
-                write.__exit__(type(failure), failure, failure.__traceback__)
+                # ROLLBACK, with an exception of its own: the failure itself may
+                # be raised by a member thread at this moment.
+                rollback = BatchFailed("rolled back")
+                write.__exit__(BatchFailed, rollback, None)
         except BaseException as error:
             batch.failure = batch.failure or error
         finally:
