@@ -76,6 +76,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="CO2LOGSERVER_SQLITE_SYNCHRONOUS modes to compare, e.g. FULL,NORMAL",
     )
     parser.add_argument(
+        "--worker-class",
+        choices=("gthread", "sync"),
+        default="gthread",
+        help="co2logserver's gunicorn workers (default gthread, the production "
+        "model; the references always run sync workers)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=8, help="threads per gthread worker (8)"
+    )
+    parser.add_argument(
         "--no-ceilings",
         action="store_true",
         help="skip the bare-Flask and SQLite ceilings",
@@ -120,6 +130,8 @@ def options_from(args: argparse.Namespace, workdir: Path) -> phases.Options:
         ingest_cells=args.cells or S.INGEST_CELLS,
         read_cells=args.read_cells or S.READ_CELLS,
         source=args.source.resolve(),
+        worker_class=args.worker_class,
+        threads=args.threads,
         log=lambda line: print(line, flush=True),
     )
 
@@ -254,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     info = machine()
     info["co2logserver source"] = source_version(options.source)
+    info["co2logserver workers"] = (
+        f"gthread, {options.threads} threads"
+        if options.worker_class == "gthread"
+        else "sync"
+    )
     idle = cpu_idle()
     info["cpu idle before the run"] = f"{idle:.0%}"
     if idle < 0.9:

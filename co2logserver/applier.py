@@ -28,6 +28,7 @@ from co2logserver.observation_checks import checked_payload
 from co2logserver.parsers import Batch
 from co2logserver.spool import APPLIER_LOCK, Record, Spool, decode
 from co2logserver.store import AlreadyApplied, Store, applying, forget_marks
+from co2logserver.store.group_commit import joining
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,8 @@ def submit(store: Store, settings: Mapping, kind: str, **args) -> Any:
     """
     ingest_now, admit, _apply, spooled = KINDS[kind]
     try:
-        result = ingest_now(store, settings, **args)
+        with joining():  # may share its commit with other threads' requests
+            result = ingest_now(store, settings, **args)
     except StorageUnavailable:
         spool: Spool | None = store.spool
         if spool is None:

@@ -97,6 +97,11 @@ def validate(config: dict) -> None:
         )
     check_regex(config, "SALTED_CHECKSUM_HEADER_REGEX", {"algorithm"}, re.IGNORECASE)
     check_choice(config, "SQLITE_SYNCHRONOUS", ("OFF", "NORMAL", "FULL", "EXTRA"))
+    if not isinstance(config[PREFIX + "GROUP_COMMIT"], bool):
+        raise ConfigError(
+            f"{PREFIX}GROUP_COMMIT must be true or false, not "
+            f"{config[PREFIX + 'GROUP_COMMIT']!r}"
+        )
     check_loglevel(config)
     check_reregistration(config)
     check_retention(config)

@@ -35,6 +35,12 @@ CO2LOGSERVER_SENSEMAPI_LOGLEVEL = logging.WARNING
 # but may lose the last commits on power loss, in exchange for faster small writes.
 CO2LOGSERVER_SQLITE_SYNCHRONOUS = "FULL"
 
+# Group commit: the ingest requests that a worker's threads (gunicorn ``gthread``)
+# have ready while a commit runs share the next transaction and its one commit (one
+# fsync), each in its own savepoint, each answered only after that commit. Off:
+# every request commits alone (the same answers, one fsync each).
+CO2LOGSERVER_GROUP_COMMIT = True
+
 # Seconds an SQLite write may wait in all for the write lock (behind the other
 # workers and behind any other process, a backup or the ``sqlite3`` shell) before the
 # request answers 503 with ``Retry-After``.

@@ -1,5 +1,6 @@
 """Prometheus metrics: requests, stored rows and readings, rejections, rate limits,
-database errors by cause, the MQTT subscriber, silent sensors and the forwarder.
+database errors by cause, group commits, the MQTT subscriber, silent sensors and
+the forwarder.
 
 Counters live in the process. Under gunicorn each worker is a process of its own, so
 a scrape answered by one worker would show only its share: set the environment
@@ -30,6 +31,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -73,6 +75,11 @@ class Counters:
     refused_types: Counter
     ignored_fields: Counter
     database_errors: Counter
+    group_commit: Histogram
+
+
+#: Requests per group commit (gthread workers: at most the worker's threads).
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def make_counters() -> Counters:
@@ -133,6 +140,13 @@ def make_counters() -> Counters:
             "Database failures that made a request (or MQTT message) wait or answer "
             "503, by cause: locked, unreachable, disk, timeout or other.",
             ["cause"],
+            registry=registry,
+        ),
+        group_commit=Histogram(
+            "co2logserver_group_commit_batch_size",
+            "Ingest requests stored by one commit (one fsync) of group commit; its "
+            "count is the commits, its sum the requests they stored.",
+            buckets=BATCH_BUCKETS,
             registry=registry,
         ),
     )
@@ -198,6 +212,11 @@ def counters() -> Counters:
     if _counters is None:
         _counters = make_counters()
     return _counters
+
+
+def count_group_commit(size: int) -> None:
+    """Observe one group commit of ``size`` requests (see store.group_commit)."""
+    counters().group_commit.observe(size)
 
 
 def count_rows(count: int) -> None:
@@ -356,4 +375,7 @@ def init_app(app) -> None:
     """Count every response of ``app``, and the store's database failures."""
     counters()
     app.after_request(count_response)
-    get_store(app).on_outage = count_database_error
+    store = get_store(app)
+    store.on_outage = count_database_error
+    if store.group is not None:
+        store.group.on_commit = count_group_commit

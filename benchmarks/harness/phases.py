@@ -58,13 +58,18 @@ class Options:
     source: Path = REPO
     ingest_cells: tuple[tuple[int, int], ...] = INGEST_CELLS
     read_cells: tuple[tuple[int, int], ...] = READ_CELLS
+    #: co2logserver's gunicorn worker model (the references keep sync workers).
+    worker_class: str = "gthread"
+    threads: int = 8
     log: object = print
 
 
 def ours(options: Options, synchronous: str | None = None) -> ServerKind:
     """co2logserver from the benchmarked source, in one synchronous mode."""
     mode = synchronous or options.synchronous[0]
-    return co2logserver_kind(mode, MAX_ROWS, options.source)
+    return co2logserver_kind(
+        mode, MAX_ROWS, options.source, options.worker_class, options.threads
+    )
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Start the servers under test with gunicorn, on 127.0.0.1, and stop them again.
 
-Three kinds are served the same way (sync workers, a fresh SQLite file each): this
-tree's co2logserver, the bare-Flask ceiling, and co2logserver 0.1.2 from a scratch
-venv. Worker memory is read from ``/proc``, so no extra package is needed.
+Each kind is served on a fresh SQLite file: this tree's co2logserver (by default
+in gthread workers, the documented production model, whose threads share commits),
+the bare-Flask and durable-Flask references and co2logserver 0.1.2 from a scratch
+venv (sync workers: one request at a time per worker). Worker memory is read from
+``/proc``, so no extra package is needed.
 """
 
 from __future__ import annotations
@@ -53,10 +55,16 @@ class ServerKind:
     env: dict[str, str] = field(default_factory=dict)
     chdir: Path | None = None
     config_file: str | None = None
+    worker_class: str = "sync"
+    threads: int = 1
 
 
 def co2logserver_kind(
-    synchronous: str, max_rows: int, source: Path = REPO
+    synchronous: str,
+    max_rows: int,
+    source: Path = REPO,
+    worker_class: str = "gthread",
+    threads: int = 8,
 ) -> ServerKind:
     """co2logserver imported from ``source`` (this checkout), not site-packages."""
     env = {
@@ -76,6 +84,8 @@ def co2logserver_kind(
         python=sys.executable,
         app="co2logserver:create_app()",
         env=env,
+        worker_class=worker_class,
+        threads=threads if worker_class == "gthread" else 1,
     )
 
 
@@ -129,7 +139,7 @@ def ensure_predecessor_venv(cache: Path) -> Path:
 
 
 class Server:
-    """One gunicorn master with ``workers`` sync workers on a fresh database."""
+    """One gunicorn master with ``workers`` workers on a fresh database."""
 
     def __init__(
         self,
@@ -148,7 +158,10 @@ class Server:
 
     def command(self) -> list[str]:
         """The gunicorn command line."""
-        command = [self.kind.python, "-m", "gunicorn", "--worker-class", "sync"]
+        command = [self.kind.python, "-m", "gunicorn"]
+        command += ["--worker-class", self.kind.worker_class]
+        if self.kind.worker_class == "gthread":
+            command += ["--threads", str(self.kind.threads)]
         command += ["-w", str(self.workers), "-b", f"{LOCALHOST}:{self.port}"]
         # A 1,000,000-row export takes longer than gunicorn's default 30 s timeout
         # on a slow server; the benchmark wants to measure it, not see it killed.

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 
 from co2logserver.errors import ConfigError, StorageUnavailable
-from co2logserver.store import deadline, rollups, schema, writer_lock
+from co2logserver.store import deadline, group_commit, rollups, schema, writer_lock
 from co2logserver.store.columns import DataTable
 from co2logserver.store.marks import (  # noqa: F401  (the store's interface)
     AlreadyApplied,
@@ -237,6 +237,13 @@ class Store:
         #: The spool and its applier (co2logserver.spool, .applier), set by the app.
         self.spool: Any = None
         self.applier: Any = None
+        #: Shares commits among the ingest requests of this process's threads
+        #: (:mod:`.group_commit`); None when ``CO2LOGSERVER_GROUP_COMMIT`` is off.
+        self.group = (
+            group_commit.GroupCommitter(self)
+            if settings.get("CO2LOGSERVER_GROUP_COMMIT", True)
+            else None
+        )
         self._schema_ready = False
         self._schema_lock = threading.Lock()
         #: Called with :func:`outage_kind` of every outage (``metrics`` counts them).
@@ -351,11 +358,19 @@ class Store:
         """A write transaction: committed when the block ends, rolled back on error.
 
         Creating the schema (on first use) and the transaction share one budget.
+        Inside :func:`.group_commit.joining` (the ingest requests) the block may
+        share its transaction and commit with other threads' blocks, each in its
+        own savepoint; it still ends only once its data is committed.
 
         :raise StorageUnavailable: 503 when the database cannot be reached or locked.
         """
         with deadline.budget(self.timeout):
             self.ensure_schema()
+            if self.group is not None and group_commit.JOINING.get():
+                with self.group.member() as conn:
+                    yield conn
+                    mark_applied(conn)
+                return
             with self._write() as conn:
                 yield conn
                 mark_applied(conn)  # in a spool record's transaction (not the schema's)

@@ -150,6 +150,12 @@ class DataTable:
             self.columns = Columns()  # the next write reflects the table afresh
         self._altered = False
 
+    def savepoint_rolled_back(self) -> None:
+        """A savepoint of a shared transaction rolled back: reflect afresh if it
+        may have undone DDL (the transaction itself may still commit)."""
+        if self._altered:
+            self.columns = Columns()
+
     def unknown(self, names: Iterable[str]) -> list[str]:
         """Names the table (as last reflected) does not have."""
         return [name for name in names if name not in self.columns]

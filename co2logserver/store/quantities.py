@@ -92,6 +92,17 @@ class Quantities:
                 self._by_code.pop(quantity.code, None)
         self._pending.clear()
 
+    def pending_mark(self) -> int:
+        """Where a savepoint begins in what the transaction learned."""
+        return len(self._pending)
+
+    def forget_since(self, mark: int) -> None:
+        """A savepoint rolled back: forget what was learned since ``mark``."""
+        for quantity in self._pending[mark:]:
+            self._by_name.pop(quantity.name, None)
+            self._by_code.pop(quantity.code, None)
+        del self._pending[mark:]
+
     def learned_names(self) -> list[str]:
         """Names of the learned quantities this process knows, sorted."""
         return sorted(self._by_name)
