@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, inspect, types
 
 from co2logserver.errors import BadRequest
+from co2logserver.store import counters
 from co2logserver.store.prepared import driver_execute_many, placeholders
 
 INT64 = 2**63
@@ -240,7 +242,8 @@ class DataTable:
     def insert(self, conn: Connection, batch, automatic: Mapping[str, Any]) -> int:
         """Insert a checked batch plus the per-upload ``automatic`` values.
 
-        Returns how many rows were stored.
+        Returns how many rows were stored; the dashboard's upload counters
+        (:mod:`co2logserver.store.counters`) count them in the same transaction.
         """
         names = sorted(batch.columns)
         columns = [self.fit_column(conn, n, batch.columns[n]) for n in names]
@@ -254,6 +257,10 @@ class DataTable:
             else repeat(tuple(constants), batch.length)
         )
         driver_execute_many(conn, self.insert_sql(conn, actual), params)
+        uploaded_at = counters.epoch(automatic.get(self.upload_time_column))
+        counters.record_upload(
+            conn, len(params), time.time() if uploaded_at is None else uploaded_at
+        )
         return len(params)
 
     def insert_sql(self, conn: Connection, columns: tuple[str, ...]) -> str:
