@@ -11,10 +11,11 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Numeric, case, cast, func, select, union_all
+from sqlalchemy import Connection, Numeric, case, cast, func, select
 
 from co2logserver.store import aliases, counters
-from co2logserver.store.schema import readings, sensor_profiles, sensors
+from co2logserver.store.prepared import driver_rows, placeholders
+from co2logserver.store.schema import sensor_profiles, sensors
 
 #: Branches of one UNION ALL; SQLite allows at most 500 (SQLITE_MAX_COMPOUND_SELECT).
 MAX_BRANCHES = 400
@@ -64,30 +65,29 @@ def newest_readings(
     readings primary key that stops after ``per_registration`` rows, so a page
     costs one statement (per 400 sensors) and never reads a sensor's history.
     With ``types`` (registration -> type code), a branch keeps that type only.
+    The text is the driver's with placeholders: built by SQLAlchemy, 50 branches
+    cost more to compile than to run.
     """
     found: dict[int, list[tuple[int, int, float]]] = {i: [] for i in registration_ids}
     ids = list(registration_ids)
+    mark = placeholders(conn, 1)
+    where = f"registration_id = {mark}"
+    if types is not None:
+        where += f" AND type = {mark}"
+    branch = (
+        "SELECT * FROM (SELECT registration_id, ts, type, value FROM readings "
+        f"WHERE {where} ORDER BY ts DESC, type DESC LIMIT {int(per_registration)}) "
+        "AS b"
+    )
     for start in range(0, len(ids), MAX_BRANCHES):
-        branches = []
-        for registration_id in ids[start : start + MAX_BRANCHES]:
-            branch = select(
-                readings.c.registration_id,
-                readings.c.ts,
-                readings.c.type,
-                readings.c.value,
-            ).where(readings.c.registration_id == registration_id)
+        chunk = ids[start : start + MAX_BRANCHES]
+        params: list[int] = []
+        for registration_id in chunk:
+            params.append(registration_id)
             if types is not None:
-                branch = branch.where(readings.c.type == types[registration_id])
-            branches.append(
-                branch.order_by(readings.c.ts.desc(), readings.c.type.desc())
-                .limit(per_registration)
-                .subquery()
-                .select()
-            )
-        if not branches:
-            continue
-        statement = branches[0] if len(branches) == 1 else union_all(*branches)
-        for row in conn.execute(statement):
+                params.append(types[registration_id])
+        sql = " UNION ALL ".join([branch] * len(chunk))
+        for row in driver_rows(conn, sql, params) if chunk else ():
             found[row[0]].append((row[1], row[2], row[3]))
     for rows in found.values():
         rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
