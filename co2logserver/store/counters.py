@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import random
 from typing import Any
 
 from sqlalchemy import Connection, column, func, select, table
@@ -23,8 +24,11 @@ from co2logserver.store.schema import upload_minutes, upload_totals
 
 log = logging.getLogger("co2logserver.store")
 
-#: The one row of ``upload_totals`` (a name, so other tables could be counted).
+#: Name of the data table's rows of ``upload_totals`` (``data/<shard>``).
 DATA = "data"
+#: Rows each count is spread over on PostgreSQL, so concurrent uploads rarely wait
+#: for each other's row lock until commit (SQLite serialises its writers anyway).
+SHARDS = {"postgresql": 8, "sqlite": 1}
 #: Minute rows kept: two days, so "last day" is whole however late the prune runs.
 KEEP_MINUTES = 2 * 1440
 
@@ -49,13 +53,15 @@ def epoch(moment: Any) -> float | None:
 def record_upload(conn: Connection, rows: int, uploaded_at: float) -> None:
     """Count ``rows`` legacy rows uploaded at ``uploaded_at`` (UNIX seconds).
 
-    Two upserts on primary keys; a new minute also prunes minutes older than
-    :data:`KEEP_MINUTES` (a range delete on the key, once a minute at most).
+    Two upserts on primary keys, in a random one of :data:`SHARDS` rows; a new
+    minute also prunes minutes older than :data:`KEEP_MINUTES` (a range delete on
+    the key, once a minute per shard at most).
     """
     if rows <= 0:
         return
     mark = placeholders(conn, 1)
     minute = int(uploaded_at // 60)
+    shard = random.randrange(SHARDS.get(conn.dialect.name, 1))
     conn.exec_driver_sql(
         "INSERT INTO upload_totals (name, rows, latest_upload) "
         f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (name) DO UPDATE SET "
@@ -63,13 +69,13 @@ def record_upload(conn: Connection, rows: int, uploaded_at: float) -> None:
         "WHEN upload_totals.latest_upload IS NULL "
         "OR upload_totals.latest_upload < excluded.latest_upload "
         "THEN excluded.latest_upload ELSE upload_totals.latest_upload END",
-        (DATA, rows, uploaded_at),
+        (f"{DATA}/{shard}", rows, uploaded_at),
     )
     new_minute = conn.exec_driver_sql(
-        f"INSERT INTO upload_minutes (minute, rows) VALUES ({mark}, {mark}) "
-        "ON CONFLICT (minute) DO UPDATE SET rows = upload_minutes.rows + excluded.rows"
-        " RETURNING rows",
-        (minute, rows),
+        "INSERT INTO upload_minutes (minute, shard, rows) "
+        f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (minute, shard) "
+        "DO UPDATE SET rows = upload_minutes.rows + excluded.rows RETURNING rows",
+        (minute, shard, rows),
     ).scalar_one()
     if new_minute == rows:
         conn.exec_driver_sql(
@@ -85,10 +91,10 @@ def upload_counts(conn: Connection, now: datetime.datetime) -> dict[str, Any]:
     cutoff counts in full (at most a minute's uploads more than the exact count).
     """
     total = conn.execute(
-        select(upload_totals.c.rows, upload_totals.c.latest_upload).where(
-            upload_totals.c.name == DATA
-        )
-    ).first()
+        select(
+            func.sum(upload_totals.c.rows), func.max(upload_totals.c.latest_upload)
+        ).where(upload_totals.c.name.like(f"{DATA}/%"))
+    ).one()
     minute = int(now.timestamp() // 60)
 
     def since(minutes: int):
@@ -103,10 +109,10 @@ def upload_counts(conn: Connection, now: datetime.datetime) -> dict[str, Any]:
         select(since(60), since(1440)).where(upload_minutes.c.minute >= minute - 1440)
     ).one()
     latest = None
-    if total is not None and total[1] is not None:
+    if total[1] is not None:
         latest = datetime.datetime.fromtimestamp(total[1], datetime.UTC)
     return {
-        "rows": int(total[0]) if total is not None else 0,
+        "rows": int(total[0] or 0),
         "latest_upload": latest,
         "uploads_hour": int(hour),
         "uploads_day": int(day),
@@ -138,11 +144,13 @@ def fill_from_data(
         if seconds is not None:
             minutes[int(seconds // 60)] = minutes.get(int(seconds // 60), 0) + 1
     conn.execute(
-        upload_totals.insert().values(name=DATA, rows=rows, latest_upload=epoch(latest))
+        upload_totals.insert().values(
+            name=f"{DATA}/0", rows=rows, latest_upload=epoch(latest)
+        )
     )
     if minutes:
         conn.execute(
             upload_minutes.insert(),
-            [{"minute": m, "rows": n} for m, n in sorted(minutes.items())],
+            [{"minute": m, "shard": 0, "rows": n} for m, n in sorted(minutes.items())],
         )
     log.info("database: counted the %d rows of the %s table", rows, data_name)

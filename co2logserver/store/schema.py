@@ -258,8 +258,9 @@ alias_keys = Table(
     Column("suid", String(36), primary_key=True),
 )
 
-#: Rows of the legacy data table in all and the newest upload time (one row,
-#: ``name = 'data'``), kept by DataTable.insert in the upload's transaction.
+#: Rows of the legacy data table in all and the newest upload time, kept by
+#: DataTable.insert in the upload's transaction. ``name`` is ``data/<shard>``: on
+#: PostgreSQL concurrent uploads update one of 8 rows, not all the same one.
 upload_totals = Table(
     "upload_totals",
     metadata,
@@ -269,11 +270,12 @@ upload_totals = Table(
     Column("latest_upload", Float),
 )
 
-#: Legacy rows uploaded per minute (``minute`` is UNIX seconds // 60), for the
-#: dashboard's "last hour" and "last day"; minutes older than two days are pruned.
+#: Legacy rows uploaded per minute (``minute`` is UNIX seconds // 60) and shard, for
+#: the dashboard's "last hour" and "last day"; minutes older than two days are pruned.
 upload_minutes = Table(
     "upload_minutes",
     metadata,
     Column("minute", _BigInteger, primary_key=True, autoincrement=False),
+    Column("shard", SmallInteger, primary_key=True, autoincrement=False),
     Column("rows", _BigInteger, nullable=False),
 )
