@@ -312,3 +312,24 @@ def test_sparkline_shows_the_preferred_type_of_a_busy_sensor(any_db_app):
     expected = dashboard_data.QUANTITIES["PM2_5"].code
     assert name == dashboard_data.BY_CODE[expected].name
     assert values == [float(i) for i in range(29, -1, -1)]
+
+
+def test_alias_lookup_plan_reads_no_sensor_it_does_not_return(app):
+    """On SQLite: the key table's primary key, then sensors by SUID; no scan."""
+    store = get_store(app)
+    with store.transaction() as conn:
+        for n in range(50):
+            add_sensor(conn, suid(n), alias=f"airrohr:esp8266-{n}:SDS")
+    with store.reading() as conn:
+        captured = []
+        conn.connection.driver_connection.set_trace_callback(captured.append)
+        try:
+            sensor_sql.list_sensors(conn, "esp8266-7", None, 10)
+        finally:
+            conn.connection.driver_connection.set_trace_callback(None)
+        [sql] = [s for s in captured if "alias_keys" in s]
+        plan = " | ".join(
+            row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
+        )
+    assert "alias_keys" in plan and "SCAN sensors" not in plan, plan
+    assert "SCAN alias_keys" not in plan, plan
