@@ -145,10 +145,19 @@ def sensor_page(
     order = []
     for key in keys:
         order += [key.is_(None), key.desc() if descending else key.asc()]
-    statement = select(sensors).order_by(*order, sensors.c.suid)
+    # The sort carries the SUIDs and keys only (sorting whole rows of 15,000
+    # sensors took most of a page's time); the page's rows are fetched after.
+    statement = select(sensors.c.suid).order_by(*order, sensors.c.suid)
     if search:
         statement = statement.where(search_condition(search))
-    return list(conn.execute(statement.offset(offset).limit(limit)))
+    suids = list(conn.scalars(statement.offset(offset).limit(limit)))
+    if not suids:
+        return []
+    rows = {
+        row.suid: row
+        for row in conn.execute(select(sensors).where(sensors.c.suid.in_(suids)))
+    }
+    return [rows[suid] for suid in suids]
 
 
 def search_counts(
