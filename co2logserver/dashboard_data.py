@@ -63,6 +63,11 @@ SPARKLINE_PREFERENCE = (
 SPARKLINE_POINTS = 30
 #: Settings blanked out of the forwarder's last error before a page shows it.
 CREDENTIALS = ("PASSWORD", "EMAIL", "USERNAME")
+#: Sensors a page of the sensor list shows (its HTML stays well under 100 KB).
+SENSORS_PER_PAGE = 50
+#: Highest ``page`` accepted, and the longest search.
+MAX_PAGE = 1_000_000
+MAX_SEARCH = 200
 #: Sort keys of the sensor list.
 SORT_KEYS = ("suid", "model", "location", "secure", "last_reading", "reading_count")
 
@@ -98,10 +103,15 @@ def overview(store: Store, settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def spark_type(rows: list[tuple[int, int, float]]) -> str | None:
+    """The type a sensor's sparkline shows: the most preferred one among ``rows``."""
+    present = {BY_CODE[code].name for _ts, code, _value in rows if code in BY_CODE}
+    return next((n for n in SPARKLINE_PREFERENCE if n in present), None)
+
+
 def sparkline(rows: list[tuple[int, int, float]]) -> tuple[str, list[float]]:
     """A sensor's sparkline from its newest rows: the preferred type, oldest first."""
-    present = {BY_CODE[code].name for _ts, code, _value in rows if code in BY_CODE}
-    name = next((n for n in SPARKLINE_PREFERENCE if n in present), None)
+    name = spark_type(rows)
     if name is None:
         return "", []
     code = QUANTITIES[name].code
@@ -109,12 +119,39 @@ def sparkline(rows: list[tuple[int, int, float]]) -> tuple[str, list[float]]:
     return name, values[::-1]
 
 
-def sort_value(view: dict[str, Any], key: str) -> tuple:
-    """A sort key that puts missing values last in ascending order."""
-    value = view[key]
-    if key == "location":
-        value = (value["latitude"], value["longitude"]) if value else None
-    return (value is None, value if value is not None else 0)
+def sparklines(conn, registration_ids: list[int]) -> dict[int, tuple[str, list[float]]]:
+    """The sparklines of a page's sensors, in two bounded statements.
+
+    The newest rows of each sensor (one post's worth: a row per known quantity)
+    say which types it sends; then the newest :data:`SPARKLINE_POINTS` of the
+    preferred type. At most ~50 rows per sensor, never its history.
+    """
+    newest = dashboard_sql.newest_readings(conn, registration_ids, len(QUANTITIES))
+    chosen = {}
+    for registration_id, rows in newest.items():
+        name = spark_type(rows)
+        if name is not None:
+            chosen[registration_id] = QUANTITIES[name].code
+    points = dashboard_sql.newest_readings(
+        conn, list(chosen), SPARKLINE_POINTS, types=chosen
+    )
+    lines: dict[int, tuple[str, list[float]]] = {i: ("", []) for i in registration_ids}
+    for registration_id, code in chosen.items():
+        values = [value for _ts, _c, value in points[registration_id]]
+        lines[registration_id] = (BY_CODE[code].name, values[::-1])
+    return lines
+
+
+def parse_page(text: str | None) -> int:
+    """The ``page`` of the sensor list (1 when absent).
+
+    :raise BadRequest: for a page that is not a whole number from 1.
+    """
+    if text in (None, ""):
+        return 1
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise BadRequest(f"page must be a whole number from 1 to {MAX_PAGE}")
+    return int(text)
 
 
 def sensor_list(
@@ -122,33 +159,53 @@ def sensor_list(
     settings: Mapping[str, Any],
     sort: str = "last_reading",
     descending: bool = True,
-) -> list[dict[str, Any]]:
-    """Every sensor with its public view, silence flag and sparkline.
+    page: int = 1,
+    search: str | None = None,
+) -> dict[str, Any]:
+    """One page of the sensor list: public views, silence flags and sparklines.
 
-    :raise BadRequest: for an unknown sort key.
+    Sorted and paged in SQL (:data:`SENSORS_PER_PAGE` a page); ``search`` finds
+    sensors by SUID prefix, alias or model. Also the number of sensors (found)
+    and of silent ones, and the number of pages.
+
+    :raise BadRequest: for an unknown sort key or a search that is too long.
     """
     if sort not in SORT_KEYS:
         raise BadRequest("sort must be one of " + ", ".join(SORT_KEYS))
+    if search is not None and len(search) > MAX_SEARCH:
+        raise BadRequest(f"q may be at most {MAX_SEARCH} characters")
     decimals = settings["CO2LOGSERVER_PUBLIC_LOCATION_DECIMALS"]
-    silent_before = time.time() - settings["CO2LOGSERVER_SILENT_AFTER"]
-    views = []
+    silent_after = settings["CO2LOGSERVER_SILENT_AFTER"]
+    now = time.time()
     with store.reading() as conn:
-        rows = list(sensor_sql.list_sensors(conn))
-        hidden = accounts_sql.hidden_locations(conn)
-        newest = dashboard_sql.newest_readings(
+        if search:
+            counts = dashboard_sql.search_counts(conn, search, silent_after, now)
+        else:
+            counts = dashboard_sql.sensor_counts(conn, silent_after, now)
+        rows = dashboard_sql.sensor_page(
             conn,
-            [row.registration_id for row in rows],
-            SPARKLINE_POINTS * len(QUANTITIES),
+            sort,
+            descending,
+            (page - 1) * SENSORS_PER_PAGE,
+            SENSORS_PER_PAGE,
+            decimals,
+            search,
         )
+        hidden = accounts_sql.hidden_locations(conn)
+        lines = sparklines(conn, [row.registration_id for row in rows])
+    views = []
     for row in rows:
         view = readback.sensor_view(row, decimals, False, row.suid not in hidden)
-        view["silent"] = row.last_ts is None or row.last_ts < silent_before
-        view["spark_type"], view["spark"] = sparkline(newest[row.registration_id])
+        view["silent"] = row.last_ts is None or row.last_ts < now - silent_after
+        view["spark_type"], view["spark"] = lines[row.registration_id]
         views.append(view)
-    present = [v for v in views if v[sort] is not None]
-    missing = [v for v in views if v[sort] is None]
-    present.sort(key=lambda v: sort_value(v, sort), reverse=descending)
-    return present + missing
+    return {
+        "sensors": views,
+        "total": counts["sensors"],
+        "silent": counts["silent"],
+        "page": page,
+        "pages": max(1, -(-counts["sensors"] // SENSORS_PER_PAGE)),
+    }
 
 
 @dataclass

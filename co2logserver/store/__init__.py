@@ -32,7 +32,11 @@ from co2logserver.store.marks import (  # noqa: F401  (the store's interface)
     forget_marks,
     mark_applied,
 )
-from co2logserver.store.migrate import ADDED_SENSOR_COLUMNS, add_missing_sensor_columns
+from co2logserver.store.migrate import (
+    ADDED_SENSOR_COLUMNS,
+    add_missing_sensor_columns,
+    fill_list_tables,
+)
 from co2logserver.store.quantities import Quantities
 
 log = logging.getLogger(__name__)
@@ -282,6 +286,7 @@ class Store:
             add_missing_sensor_columns(conn)
             self.data.ensure(conn)
             rollups.ensure(conn)
+            fill_list_tables(conn, before, self.data.name, self.data.upload_time_column)
         self._schema_ready = True
         added = sorted(set(schema.metadata.tables) - before)
         if self.data.name in before and added:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, inspect, types
 
 from co2logserver.errors import BadRequest
+from co2logserver.store import counters
 from co2logserver.store.prepared import driver_execute_many, placeholders
 
 INT64 = 2**63
@@ -246,7 +247,8 @@ class DataTable:
     def insert(self, conn: Connection, batch, automatic: Mapping[str, Any]) -> int:
         """Insert a checked batch plus the per-upload ``automatic`` values.
 
-        Returns how many rows were stored.
+        Returns how many rows were stored; the dashboard's upload counters
+        (:mod:`co2logserver.store.counters`) count them in the same transaction.
         """
         names = sorted(batch.columns)
         columns = [self.fit_column(conn, n, batch.columns[n]) for n in names]
@@ -260,6 +262,8 @@ class DataTable:
             else repeat(tuple(constants), batch.length)
         )
         driver_execute_many(conn, self.insert_sql(conn, actual), params)
+        uploaded = automatic.get(self.upload_time_column)
+        counters.record_upload(conn, len(params), uploaded)
         return len(params)
 
     def insert_sql(self, conn: Connection, columns: tuple[str, ...]) -> str:

@@ -35,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 
+from co2logserver.store import counters
 from co2logserver.store.queries import bound
 from co2logserver.store.rollup_build import raise_raw_horizon
 from co2logserver.store.rollups import hour_of
@@ -166,7 +167,9 @@ def delete_data_rows(
         f"AND {quote(upload_column)} < :cutoff"
     )
     params = {"first": rows[0], "last": rows[1], "cutoff": bound(cutoff, True)}
-    return conn.execute(text(sql), params).rowcount or 0
+    deleted = conn.execute(text(sql), params).rowcount or 0
+    counters.uncount_rows(conn, deleted)
+    return deleted
 
 
 def delete_old_data_postgres(
@@ -183,7 +186,9 @@ def delete_old_data_postgres(
         f"DELETE FROM {quote(name)} WHERE ctid = ANY(ARRAY(SELECT ctid FROM "
         f"{quote(name)} WHERE {quote(upload_column)} < :cutoff LIMIT :limit))"
     )
-    return conn.execute(text(sql), {"cutoff": cutoff, "limit": limit}).rowcount or 0
+    deleted = conn.execute(text(sql), {"cutoff": cutoff, "limit": limit}).rowcount or 0
+    counters.uncount_rows(conn, deleted)
+    return deleted
 
 
 def count_old_data_rows(

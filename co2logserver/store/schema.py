@@ -275,3 +275,41 @@ rollups_state = Table(
     Column("next_hour", _BigInteger),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+
+# ------------------------------------------------------- lists and counts (#18)
+# New tables only: ``create_all`` adds them to existing databases, and
+# store.migrate.fill_list_tables fills them once from the rows already there.
+
+#: Every contiguous run of ``:``-separated parts of a sensor's lower-cased alias
+#: (``airrohr``, ``esp8266-1``, ``sds``, ``airrohr:esp8266-1``, ``esp8266-1:sds``,
+#: ``airrohr:esp8266-1:sds``), so ``?alias=`` is one exact lookup of this key
+#: instead of a ``LIKE '%:…'`` over every sensor. Kept by sensors.describe_device.
+alias_keys = Table(
+    "alias_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("suid", String(36), primary_key=True),
+)
+
+#: Rows of the legacy data table in all and the newest upload time, kept by
+#: DataTable.insert in the upload's transaction. ``name`` is ``data/<shard>``: on
+#: PostgreSQL concurrent uploads update one of 8 rows, not all the same one.
+upload_totals = Table(
+    "upload_totals",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("rows", _BigInteger, nullable=False),
+    # UNIX seconds (with fractions) of the newest upload.
+    Column("latest_upload", Float),
+)
+
+#: Legacy rows uploaded per minute (``minute`` is UNIX seconds // 60) and shard, for
+#: the dashboard's "last hour" and "last day"; minutes older than two days are pruned.
+upload_minutes = Table(
+    "upload_minutes",
+    metadata,
+    Column("minute", _BigInteger, primary_key=True, autoincrement=False),
+    Column("shard", SmallInteger, primary_key=True, autoincrement=False),
+    Column("rows", _BigInteger, nullable=False),
+)

@@ -10,7 +10,6 @@ from sqlalchemy import (
     Connection,
     bindparam,
     case,
-    func,
     insert,
     select,
     text,
@@ -18,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Row
 
-from co2logserver.store import rollups
+from co2logserver.store import aliases, rollups
 from co2logserver.store.prepared import (
     Prepared,
     driver_cursor,
@@ -288,35 +287,23 @@ def list_sensors(
     after: str | None = None,
     limit: int | None = None,
 ) -> list[Row]:
-    """Every sensor by SUID; with ``alias``, those that :func:`alias_matches`.
+    """Every sensor by SUID; with ``alias``, those its lookup finds (see
+    :mod:`co2logserver.store.aliases`: an exact match on an index).
 
     ``after`` (the last SUID of the previous page) and ``limit`` page the list.
     """
-    statement = select(sensors).order_by(sensors.c.suid)
+    statement = select(sensors)
+    order = sensors.c.suid
     if alias is not None:
-        statement = statement.where(alias_matches(alias))
+        found = aliases.matching_suids(alias).subquery()
+        statement = statement.join(found, found.c.suid == sensors.c.suid)
+        order = found.c.suid
+    statement = statement.order_by(order)
     if after is not None:
-        statement = statement.where(sensors.c.suid > after)
+        statement = statement.where(order > after)
     if limit is not None:
         statement = statement.limit(limit)
     return list(conn.execute(statement))
-
-
-def alias_matches(alias: str):
-    """Sensors a ``?alias=`` lookup finds: its device name with or without protocol.
-
-    ``airrohr:esp8266-1:SDS``, ``esp8266-1:SDS`` and the node ``esp8266-1`` (all of
-    its sensors) all find the sensor whose alias is ``airrohr:esp8266-1:SDS``.
-    """
-    pattern = alias.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    column = func.lower(sensors.c.alias)
-    pattern = pattern.lower()
-    return (
-        (column == alias.lower())
-        | column.like(f"%:{pattern}", escape="\\")
-        | column.like(f"%:{pattern}:%", escape="\\")
-        | column.like(f"{pattern}:%", escape="\\")
-    )
 
 
 def describe_device(
@@ -349,3 +336,5 @@ def describe_device(
                 values["elevation"] = elevation
     if values:
         conn.execute(update(sensors).where(sensors.c.suid == suid).values(**values))
+    if "alias" in values:
+        aliases.set_alias(conn, suid, alias)

@@ -72,17 +72,25 @@ def sparkline_points(values: Sequence[float]) -> str:
 
 @bp.get("/sensors")
 def sensor_list():
-    """Every sensor: public location, secure or rogue, last reading, sparkline."""
+    """A page of the sensors: public location, secure or rogue, last reading,
+    sparkline; ``page`` and ``q`` (SUID prefix, alias or model) choose which."""
     sort = request.args.get("sort", "last_reading")
     descending = request.args.get("order", "desc") != "asc"
-    views = dashboard_data.sensor_list(store(), settings(), sort, descending)
-    for view in views:
+    search = request.args.get("q", "").strip() or None
+    page = dashboard_data.parse_page(request.args.get("page"))
+    listing = dashboard_data.sensor_list(
+        store(), settings(), sort, descending, page, search
+    )
+    for view in listing["sensors"]:
         view["spark_points"] = sparkline_points(view["spark"])
     return render_template(
         "sensors.html",
-        sensors=views,
+        listing=listing,
+        sensors=listing["sensors"],
         sort=sort,
+        order="desc" if descending else "asc",
         descending=descending,
+        search=search,
         silent_after=settings()["CO2LOGSERVER_SILENT_AFTER"],
     )
 
