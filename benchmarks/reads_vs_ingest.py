@@ -215,6 +215,7 @@ def page_sizes(server: Server, urls: list[str]) -> list[tuple[str, int, float]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="co2-readload-"))
     path = workdir / "readload.sqlite"
     started = time.monotonic()
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"\n{args.sensors:,} sensors, {args.legacy_rows:,} legacy rows, "
         f"{args.posters} posting threads x {args.duration:g} s per row; "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
+        f"1-min load average {load_before:.2f} at start, {load[0]:.2f} at end\n"
     )
     print(
         "| workers | readers | posts/s | p50 ms | p99 ms | max ms | non-2xx "

@@ -104,3 +104,23 @@ def test_outage_benchmark_prints_a_clean_row(tmp_path):
     assert result["posts"] > 100, result
     assert result["acked"] == result["posts"] - result["unanswered"], result
     assert (result["non_2xx"], result["lost"], result["duplicated"]) == (0, 0, 0)
+
+
+def test_reads_beside_ingest_prints_both_rows(tmp_path):
+    """A tiny database, 1 s rows, gthread only: posts and reads all answered 2xx."""
+    command = [sys.executable, "benchmarks/reads_vs_ingest.py", "--sensors", "50"]
+    command += ["--legacy-rows", "1000", "--days", "2", "--duration", "1"]
+    command += ["--posters", "2", "--readers", "2", "--models", "gthread"]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in done.stdout.splitlines()
+        if line.startswith("| gthread")
+    ]
+    assert [row[1] for row in rows] == ["0", "2"], done.stdout
+    for row in rows:
+        assert float(row[2]) > 0 and row[6] == "0" and row[9] == "0", row
+    assert float(rows[1][7]) > 0, rows  # the readers' requests/s
