@@ -25,6 +25,7 @@ import argparse
 import http.client
 import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -94,9 +95,15 @@ class Tally:
     """What one kind of client saw in one row."""
 
     latencies: list[float] = field(default_factory=list)
+    suids: list[str] = field(default_factory=list)
     non_2xx: int = 0
     errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def ok(self) -> int:
+        """Requests answered 2xx."""
+        return len(self.latencies) - self.non_2xx - self.errors
 
     def add(self, seconds: float, status: int | None) -> None:
         with self.lock:
@@ -125,7 +132,10 @@ def timed(port: int, method: str, path: str, body: bytes | None) -> int | None:
 
 def poster(port: int, deadline: float, limit: int, tally: Tally) -> None:
     """One sensor posting one reading after the other until the deadline."""
-    path = f"/rogue/v1/sensors/{uuid.uuid4()}/readings"
+    suid = str(uuid.uuid4())
+    with tally.lock:
+        tally.suids.append(suid)
+    path = f"/rogue/v1/sensors/{suid}/readings"
     ts = int(time.time()) - limit
     for n in range(limit):
         if time.monotonic() >= deadline:
@@ -194,7 +204,21 @@ def run_row(server: Server, urls: list[str], readers: int, args) -> dict:
         if reads.latencies
         else 0.0,
         "read_non_2xx": reads.non_2xx + reads.errors,
+        "acked": posts.ok,
+        "stored": stored_readings(server.db, posts.suids),
     }
+
+
+def stored_readings(path: Path | str, suids: list[str]) -> int:
+    """Readings the database holds for these posting sensors (one per post)."""
+    marks = ", ".join("?" * len(suids))
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM readings d JOIN registrations r "
+            f"ON r.id = d.registration_id WHERE r.suid IN ({marks})",
+            suids,
+        ).fetchone()
+    return int(count)
 
 
 def page_sizes(server: Server, urls: list[str]) -> list[tuple[str, int, float]]:
@@ -255,12 +279,17 @@ def main(argv: list[str] | None = None) -> None:
             f"| {r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['non_2xx']} "
             f"| {r['reads_per_s']:.1f} | {r['read_p50_ms']:.0f} | {r['read_non_2xx']} |"
         )
+    acked = sum(r["acked"] for _, _, r in rows)
+    stored = sum(r["stored"] for _, _, r in rows)
+    print(f"\nposts acknowledged: {acked:,}; their readings stored: {stored:,}")
     if not args.keep:
         for child in sorted(workdir.rglob("*"), reverse=True):
             child.unlink() if not child.is_dir() else child.rmdir()
         workdir.rmdir()
     else:
         print(f"kept {workdir}", file=sys.stderr)
+    if stored < acked:
+        sys.exit(f"LOST: {acked - stored} acknowledged posts are not in the database")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ counts and the table.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -124,3 +125,7 @@ def test_reads_beside_ingest_prints_both_rows(tmp_path):
     for row in rows:
         assert float(row[2]) > 0 and row[6] == "0" and row[9] == "0", row
     assert float(rows[1][7]) > 0, rows  # the readers' requests/s
+    acked, stored = re.search(
+        r"posts acknowledged: ([\d,]+); their readings stored: ([\d,]+)", done.stdout
+    ).groups()
+    assert acked == stored != "0", done.stdout
