@@ -147,7 +147,12 @@ def poster(port: int, deadline: float, limit: int, tally: Tally) -> None:
 
 
 def reader(
-    port: int, urls: list[str], offset: int, stop: threading.Event, limit: int, tally
+    port: int,
+    urls: list[str],
+    offset: int,
+    stop: threading.Event,
+    limit: int,
+    tally: Tally,
 ) -> None:
     """Fetch the pages round-robin until told to stop."""
     for n in range(limit):
@@ -159,7 +164,9 @@ def reader(
         tally.add(time.perf_counter() - started, status)
 
 
-def run_row(server: Server, urls: list[str], readers: int, args) -> dict:
+def run_row(
+    server: Server, urls: list[str], readers: int, args: argparse.Namespace
+) -> dict:
     """Posts for ``--duration`` s, with ``readers`` reading threads beside them."""
     port = server.port
     posts, reads = Tally(), Tally()
