@@ -23,11 +23,12 @@ from typing import Any
 
 from co2logserver import auth, devices, ingest, verify
 from co2logserver.devices import DeviceReadings, DeviceRequest, DeviceResult
-from co2logserver.errors import ApiError, StorageUnavailable
+from co2logserver.errors import ApiError
 from co2logserver.observation_checks import checked_payload
 from co2logserver.parsers import Batch
 from co2logserver.spool import APPLIER_LOCK, Record, Spool, decode
 from co2logserver.store import AlreadyApplied, Store, applying, forget_marks
+from co2logserver.store.errors import StorageUnavailable
 from co2logserver.store.group_commit import joining
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def not_cached() -> StorageUnavailable:
         "The database is unavailable and this sensor's registration is not known to "
         "this worker, so its signature cannot be checked; retry later. Nothing was "
         "stored.",
-        headers={"Retry-After": "30"},
+        retry_after=30,
     )
 
 

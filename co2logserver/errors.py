@@ -92,12 +92,6 @@ class UnsupportedMediaType(ApiError):
     status = 415
 
 
-class StorageUnavailable(ApiError):
-    """The database cannot be reached or is locked; the client should retry."""
-
-    status = 503
-
-
 class ArchiveUnavailable(ApiError):
     """A daily archive file failed its checksum: it is not served until rewritten."""
 

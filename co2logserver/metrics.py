@@ -37,9 +37,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from co2logserver.errors import ApiError, StorageUnavailable
+from co2logserver.errors import ApiError
 from co2logserver.store import Store, get_store, outbox
 from co2logserver.store import dashboard as dashboard_sql
+from co2logserver.store.errors import StorageUnavailable
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})

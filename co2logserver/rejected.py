@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 
-from co2logserver.errors import StorageUnavailable
 from co2logserver.store import Store
 from co2logserver.store import accounts as sql
+from co2logserver.store.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

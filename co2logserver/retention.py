@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from co2logserver.errors import StorageUnavailable
 from co2logserver.forwarding.lease import Lease, new_holder
 from co2logserver.forwarding.process import guarded
 from co2logserver.store import Store
 from co2logserver.store import retention as sql
+from co2logserver.store.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

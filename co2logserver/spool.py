@@ -31,7 +31,8 @@ from typing import Any
 
 import msgpack
 
-from co2logserver.errors import ConfigError, StorageUnavailable
+from co2logserver.errors import ConfigError
+from co2logserver.store.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class Spool:
         """The 503 for a request the spool cannot take."""
         return StorageUnavailable(
             f"The database is unavailable and {why}; retry later. Nothing was stored.",
-            headers={"Retry-After": "30"},
+            retry_after=30,
         )
 
     def accepting(self, size: int) -> bool:

@@ -91,6 +91,7 @@ PARTS_MAY_IMPORT = {
         "co2logserver.mqtt.handler",
         "co2logserver.mqtt.topics",
         "co2logserver.store",
+        "co2logserver.store.errors",
     },
     "co2logserver.protocols.lineprotocol.points": set(),
     "co2logserver.protocols.lineprotocol.scanner": {
@@ -201,6 +202,24 @@ def test_store_imports_only_the_modules_below_it():
         internal = {i for i in imports(name) if is_within(i, "co2logserver")}
         beyond = {i for i in internal if not is_within(i, "co2logserver.store")}
         assert beyond <= STORE_MAY_IMPORT, name
+
+
+def test_the_stores_error_imports_nothing_of_the_package():
+    """Every layer catches StorageUnavailable: its module must not reach up."""
+    internal = [i for i in imports("co2logserver.store.errors") if "co2logserver" in i]
+    assert internal == []
+
+
+def test_the_stores_error_is_no_http_error():
+    """The store knows nothing of HTTP: its outage is no ApiError with a status."""
+    from co2logserver import errors
+    from co2logserver.store import StorageUnavailable
+    from co2logserver.store import errors as store_errors
+
+    assert StorageUnavailable is store_errors.StorageUnavailable
+    assert not issubclass(StorageUnavailable, errors.ApiError)
+    assert not hasattr(StorageUnavailable("away", 7), "status")
+    assert not hasattr(errors, "StorageUnavailable")
 
 
 def test_readings_imports_nothing_of_the_package():

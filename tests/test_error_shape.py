@@ -48,11 +48,40 @@ def test_body_too_large_is_413_json(make_app):
     assert_canonical_error(response, 413)
 
 
-def test_storage_unavailable_is_503_with_retry_after(make_app, tmp_path):
+@pytest.mark.parametrize(("setting", "header"), [(9, "9"), (2.5, "3")])
+def test_storage_unavailable_is_503_with_retry_after(
+    make_app, tmp_path, setting, header
+):
+    """The store says "away, retry in n s"; the web answers 503 and Retry-After
+    (whole seconds, rounded up), and a write adds that nothing was stored."""
     (tmp_path / "dir").mkdir()
-    app = make_app(DB=str(tmp_path / "dir" / "db.sqlite"), SPOOL_MAX_BYTES=0)
+    app = make_app(
+        DB=str(tmp_path / "dir" / "db.sqlite"), SPOOL_MAX_BYTES=0, RETRY_AFTER=setting
+    )
     (tmp_path / "dir").rmdir()  # lost after the start (a missing one stops it)
     client = app.test_client()
     response = client.post("/upload", json={"x": 1})
-    assert_canonical_error(response, 503)
-    assert response.headers["Retry-After"].isdigit()
+    message = assert_canonical_error(response, 503)
+    assert message == (
+        "The database is unavailable right now; retry later. Nothing was stored."
+    )
+    assert response.headers["Retry-After"] == header
+    response = client.get("/download")
+    message = assert_canonical_error(response, 503)
+    assert message == "The database is unavailable right now; retry later."
+    assert response.headers["Retry-After"] == header
+
+
+def test_the_stores_error_without_advice_has_no_retry_after(make_app):
+    """``retry_after=None``: a 503 in the one shape, and no Retry-After at all."""
+    from co2logserver.store import StorageUnavailable
+
+    app = make_app()
+
+    @app.get("/test-outage")
+    def outage():
+        raise StorageUnavailable("away for a while", retry_after=None)
+
+    response = app.test_client().get("/test-outage")
+    assert assert_canonical_error(response, 503) == "away for a while"
+    assert "Retry-After" not in response.headers

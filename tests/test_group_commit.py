@@ -21,9 +21,10 @@ import requests
 from sqlalchemy import inspect, text
 
 from co2logserver import applier
-from co2logserver.errors import ConfigError, StorageUnavailable
+from co2logserver.errors import ConfigError
 from co2logserver.parsers import Batch
 from co2logserver.store import get_store
+from co2logserver.store.errors import StorageUnavailable
 from tests.appserver import GunicornServer
 from tests.conftest import observations
 

@@ -127,11 +127,12 @@ def reset_sensor_command(ctx, suid):
     from co2logserver import registration
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store
+    from co2logserver.store.errors import StorageUnavailable
 
     app = build_app(ctx)
     try:
         existed = registration.reset_sensor(get_store(app), suid)
-    except ApiError as error:
+    except (ApiError, StorageUnavailable) as error:
         raise click.ClickException(error.message) from None
     if not existed:
         raise click.ClickException(f"no sensor {suid}")
@@ -147,11 +148,12 @@ def register_device_command(ctx, alias):
     from co2logserver import registration
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store
+    from co2logserver.store.errors import StorageUnavailable
 
     store = get_store(build_app(ctx))
     try:
         secret, suids = registration.register_device(store, alias)
-    except ApiError as error:
+    except (ApiError, StorageUnavailable) as error:
         raise click.ClickException(error.message) from None
     finally:
         store.dispose()
@@ -193,11 +195,12 @@ def init_db_command(ctx):
     """Create missing tables in the configured database."""
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store, outage_cause
+    from co2logserver.store.errors import StorageUnavailable
 
     app = build_app(ctx)
     try:
         get_store(app).ensure_schema()
-    except ApiError as error:  # the database does not answer: no traceback
+    except (ApiError, StorageUnavailable) as error:  # no traceback
         cause = f" ({outage_cause(error.__cause__)})" if error.__cause__ else ""
         raise click.ClickException(f"CO2LOGSERVER_DB: {error.message}{cause}") from None
     click.echo("database ready")

@@ -36,6 +36,7 @@ def retention_sweep_command(ctx, days, batch_size):
     from co2logserver import retention
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store
+    from co2logserver.store.errors import StorageUnavailable
 
     if days is not None:
         ctx.obj["overrides"]["CO2LOGSERVER_RETENTION_DAYS"] = days
@@ -49,7 +50,7 @@ def retention_sweep_command(ctx, days, batch_size):
     sweeper = retention.Sweeper(get_store(app), cut, batch_size)
     try:
         deleted = sweep_with_progress(sweeper)
-    except ApiError as error:
+    except (ApiError, StorageUnavailable) as error:
         raise click.ClickException(f"{error.message} (run again to resume)") from None
     except KeyboardInterrupt:
         click.echo("interrupted: run the command again to resume", err=True)
@@ -116,6 +117,7 @@ def archive_command(ctx, day):
     from co2logserver import archive
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store
+    from co2logserver.store.errors import StorageUnavailable
 
     app = build_app(ctx)
     directory = archive.archive_directory(app.config)
@@ -136,7 +138,7 @@ def archive_command(ctx, day):
                 readings += count
     except (archive.IncompleteDay, RuntimeError) as error:
         raise click.ClickException(str(error)) from None
-    except ApiError as error:
+    except (ApiError, StorageUnavailable) as error:
         raise click.ClickException(f"CO2LOGSERVER_DB: {error.message}") from None
     except KeyboardInterrupt:
         raise click.ClickException(
@@ -212,11 +214,12 @@ def build_rollups_command(ctx, restart, chunk):
     from co2logserver import rollup_builder
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store
+    from co2logserver.store.errors import StorageUnavailable
 
     store = get_store(build_app(ctx))
     try:
         done = rollup_builder.build(store, restart, chunk, click.echo)
-    except ApiError as error:
+    except (ApiError, StorageUnavailable) as error:
         raise click.ClickException(error.message) from None
     except KeyboardInterrupt:
         raise click.ClickException(

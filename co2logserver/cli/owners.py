@@ -12,11 +12,12 @@ def owner_task(ctx: click.Context, task, *args):
     """Run an accounts task on the app's store; its errors are one clear line."""
     from co2logserver.errors import ApiError
     from co2logserver.store import get_store
+    from co2logserver.store.errors import StorageUnavailable
 
     app = build_app(ctx)
     try:
         return task(get_store(app), *args)
-    except ApiError as error:
+    except (ApiError, StorageUnavailable) as error:
         raise click.ClickException(error.message) from None
 
 

@@ -20,12 +20,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from co2logserver import ingest, rejected
-from co2logserver.errors import (
-    ApiError,
-    ConfigError,
-    PayloadTooLarge,
-    StorageUnavailable,
-)
+from co2logserver.errors import ApiError, ConfigError, PayloadTooLarge
 from co2logserver.mqtt.topics import authorization_of, parse_topic, topic_prefix
 from co2logserver.store import Store
 
@@ -145,9 +140,7 @@ class ReadingsHandler:
                 rogue_route=route.rogue,
                 raw_body=payload,
             )
-        except StorageUnavailable:
-            raise
-        except ApiError as error:
+        except ApiError as error:  # not the store's StorageUnavailable: it waits
             protocol = "MQTT rogue readings" if route.rogue else "MQTT readings"
             rejected.note(
                 self.store, route.suid, error.status, protocol, error.message, payload

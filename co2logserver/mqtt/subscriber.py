@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from co2logserver import metrics
-from co2logserver.errors import ApiError, ConfigError, StorageUnavailable, error_body
+from co2logserver.errors import ApiError, ConfigError, error_body
 from co2logserver.mqtt.handler import ReadingsHandler, Refusal
 from co2logserver.mqtt.topics import parse_broker_url, subscription_filters
 from co2logserver.store import Store
+from co2logserver.store.errors import StorageUnavailable
 
 try:
     from paho.mqtt import client as paho

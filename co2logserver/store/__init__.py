@@ -4,7 +4,8 @@ SQLite is the embedded default (WAL, busy timeout, ``BEGIN IMMEDIATE`` for write
 several gunicorn workers queue for the write lock instead of failing); PostgreSQL
 works the same. Every store call has a time budget (:mod:`.deadline`; PostgreSQL's
 bounds are in :mod:`.postgres`). Database failures leave here as
-:class:`~co2logserver.errors.StorageUnavailable` (503), never as raw SQL errors.
+:class:`~co2logserver.store.errors.StorageUnavailable` (the web answers 503), never
+as raw SQL errors.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect
 from sqlalchemy.engine import make_url
 
-from co2logserver.errors import ConfigError, StorageUnavailable
+from co2logserver.errors import ConfigError
 from co2logserver.store import deadline, group_commit, rollups, schema, writer_lock
 from co2logserver.store.columns import DataTable
+from co2logserver.store.errors import StorageUnavailable  # noqa: F401  (interface)
 from co2logserver.store.marks import (  # noqa: F401  (the store's interface)
     AlreadyApplied,
     applying,
@@ -212,7 +214,8 @@ class Store:
 
     def __init__(self, settings: Mapping[str, Any]):
         self.url = database_url(settings["CO2LOGSERVER_DB"])
-        self.retry_after = str(settings["CO2LOGSERVER_RETRY_AFTER"])
+        # Whole seconds, as Retry-After wants them (the setting may be "7" or 7.5).
+        self.retry_after = math.ceil(float(settings["CO2LOGSERVER_RETRY_AFTER"]))
         if self.url.startswith("sqlite"):
             check_sqlite_file(self.url)
             self.engine = sqlite_engine(self.url, settings)
@@ -355,7 +358,7 @@ class Store:
             self.on_outage(outage_kind(error))
         return StorageUnavailable(
             "The database is unavailable right now; retry later.",
-            headers={"Retry-After": self.retry_after},
+            retry_after=self.retry_after,
         )
 
     @contextmanager

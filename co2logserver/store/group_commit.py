@@ -12,7 +12,7 @@ after that commit, so 200 still means durable and a read after it sees the data.
 A member whose block fails is rolled back to its savepoint alone and gets its own
 error at once; the others are unaffected. When the database is away (an outage in
 any block, or at the begin or the commit) every member of the batch gets
-:class:`~co2logserver.errors.StorageUnavailable`, as it would have alone, and the
+:class:`~co2logserver.store.errors.StorageUnavailable`, as it would have alone, and the
 spool takes each request on its own (:func:`co2logserver.applier.submit`).
 
 There is no committer thread: with one request at a time (sync gunicorn workers)
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from co2logserver.errors import StorageUnavailable
 from co2logserver.store import deadline
+from co2logserver.store.errors import StorageUnavailable
 from co2logserver.store.prepared import driver_cursor
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Batch:
 def failure_for_member(failure: BaseException) -> Exception:
     """A fresh exception per member thread (tracebacks are not shared)."""
     if isinstance(failure, StorageUnavailable):
-        return StorageUnavailable(failure.message, headers=dict(failure.headers))
+        return StorageUnavailable(failure.message, failure.retry_after)
     return BatchFailed(f"the shared commit failed: {type(failure).__name__}")
 
 

@@ -27,7 +27,9 @@ from werkzeug.exceptions import HTTPException
 from co2logserver import accounts, limits
 from co2logserver.errors import ApiError, ConfigError
 from co2logserver.readings import QUANTITIES
+from co2logserver.store.errors import StorageUnavailable
 from co2logserver.web.common import settings, store
+from co2logserver.web.errors import ANSWERED, headers_of, status_of
 
 bp = Blueprint("accounts", __name__)
 csrf = CSRFProtect()
@@ -60,7 +62,7 @@ class OwnerSessions(SecureCookieSessionInterface):
         if not app.secret_key:
             try:
                 app.secret_key = accounts.session_key(store())
-            except ApiError as error:
+            except ANSWERED as error:
                 # The database is away: check_csrf answers 503 (an error raised
                 # here would escape the error handlers).
                 request.environ[UNAVAILABLE] = error
@@ -163,10 +165,10 @@ def csrf_refused(error: CSRFError):
     return render_template("owner_error.html", error=message), 400
 
 
-def error_page(error: ApiError):
+def error_page(error: ApiError | StorageUnavailable):
     """An error of an owners' page (404, 503…) as a page, not JSON."""
     page = render_template("owner_error.html", error=error.message)
-    return page, error.status, error.headers
+    return page, status_of(error), headers_of(error)
 
 
 def protect_forms(blueprint: Blueprint) -> None:
@@ -174,6 +176,7 @@ def protect_forms(blueprint: Blueprint) -> None:
     blueprint.before_request(check_csrf)
     blueprint.register_error_handler(CSRFError, csrf_refused)
     blueprint.register_error_handler(ApiError, error_page)
+    blueprint.register_error_handler(StorageUnavailable, error_page)
 
 
 protect_forms(bp)
@@ -199,11 +202,11 @@ def signup():
             request.form.get("password", ""),
             request.form.get("invitation", ""),
         )
-    except ApiError as error:
+    except ANSWERED as error:
         page = render_template(
             "signup.html", mode=mode, error=error.message, username=username
         )
-        return page, error.status
+        return page, status_of(error)
     user = accounts.load_user_by_id(store(), user_id)
     login_user(user)
     flash("Account created. Claim your first sensor.")

@@ -1,6 +1,9 @@
 """How the HTTP layer answers errors: the JSON shape, an HTML 404 for browsers.
 
-The exceptions themselves, and their statuses, are :mod:`co2logserver.errors`.
+The API's exceptions, and their statuses, are :mod:`co2logserver.errors`; the
+store's outage (:class:`~co2logserver.store.errors.StorageUnavailable`, which knows
+nothing of HTTP) becomes a 503 with ``Retry-After`` here, in :func:`status_of` and
+:func:`headers_of`, so that every page answers it alike.
 """
 
 from __future__ import annotations
@@ -8,12 +11,13 @@ from __future__ import annotations
 from flask import current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from co2logserver.errors import (
-    ApiError,
-    HashMismatch,
-    StorageUnavailable,
-    error_body,
-)
+from co2logserver.errors import ApiError, HashMismatch, error_body
+from co2logserver.store.errors import StorageUnavailable
+
+#: The errors a request is answered with: the API's own and the store's outage.
+ANSWERED = (ApiError, StorageUnavailable)
+#: The status of the store's outage: the client should retry, nothing is wrong.
+STORAGE_UNAVAILABLE_STATUS = 503
 
 #: Methods that never store anything: their 503 does not say "Nothing was stored".
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -26,7 +30,23 @@ GZIP_HASH_NOTE = (
 )
 
 
-def request_notes(error: ApiError) -> str:
+def status_of(error: ApiError | StorageUnavailable) -> int:
+    """The HTTP status of an answered error (503 for the store's outage)."""
+    if isinstance(error, StorageUnavailable):
+        return STORAGE_UNAVAILABLE_STATUS
+    return error.status
+
+
+def headers_of(error: ApiError | StorageUnavailable) -> dict[str, str]:
+    """The headers of an answered error: ``Retry-After`` when the store advises one."""
+    if isinstance(error, StorageUnavailable):
+        if error.retry_after is None:
+            return {}
+        return {"Retry-After": str(error.retry_after)}
+    return error.headers
+
+
+def request_notes(error: ApiError | StorageUnavailable) -> str:
     """What the request adds to an error's message: a write stored nothing, and
     a mismatching hash of a gzip body covers the compressed bytes."""
     notes = ""
@@ -52,11 +72,12 @@ def html_not_found(message: str):
     return render_template("404.html", message=message), 404
 
 
-def _api_error_response(error: ApiError):
+def _api_error_response(error: ApiError | StorageUnavailable):
     message = error.message + request_notes(error)
-    if error.status == 404 and wants_html():
+    status = status_of(error)
+    if status == 404 and wants_html():
         return html_not_found(message)
-    return error_body(message), error.status, error.headers
+    return error_body(message), status, headers_of(error)
 
 
 def _http_error_response(error: HTTPException):
@@ -79,6 +100,8 @@ def _http_error_response(error: HTTPException):
 
 
 def register_error_handlers(app) -> None:
-    """Answer every API error, and werkzeug's own HTTP errors, as JSON."""
+    """Answer every API error, the store's outage, and werkzeug's own HTTP errors,
+    as JSON."""
     app.register_error_handler(ApiError, _api_error_response)
+    app.register_error_handler(StorageUnavailable, _api_error_response)
     app.register_error_handler(HTTPException, _http_error_response)

@@ -11,9 +11,9 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from co2logserver import accounts, limits, owners
-from co2logserver.errors import ApiError
 from co2logserver.web.accounts import attempts_left, protect_forms, too_many
 from co2logserver.web.common import settings, store
+from co2logserver.web.errors import ANSWERED, status_of
 
 bp = Blueprint("owners", __name__)
 protect_forms(bp)
@@ -46,8 +46,8 @@ def claim():
         suid = accounts.claim(
             store(), current_user.id, form.get("suid", ""), request.form.get("code", "")
         )
-    except ApiError as error:
-        return claim_page(error.message, form), error.status
+    except ANSWERED as error:
+        return claim_page(error.message, form), status_of(error)
     flash("The sensor is yours.")
     flash(place_after_claim(suid, has_position))
     return redirect(url_for("owners.sensor_settings", suid=suid))
@@ -74,7 +74,7 @@ def place_after_claim(suid: str, has_position: bool) -> str:
         if address:
             place = owners.set_address(store(), current_user, suid, address, settings())
             return f"Found {place.label or 'the address'}; location saved."
-    except ApiError as error:
+    except ANSWERED as error:
         return f"The location was not saved: {error.message}"
     return "Now set where it stands."
 
@@ -132,9 +132,11 @@ def update_sensor(suid: str):
             change(store(), current_user, suid, request.form, settings())
         else:
             return settings_page(suid, "Unknown form.", 400)
-    except ApiError as error:
-        if error.status == 404:
+    except ANSWERED as error:
+        if status_of(error) == 404:
             raise
-        return settings_page(suid, error.message, error.status, request.form.to_dict())
+        return settings_page(
+            suid, error.message, status_of(error), request.form.to_dict()
+        )
     flash(message)
     return redirect(url_for("owners.sensor_settings", suid=suid.lower()))

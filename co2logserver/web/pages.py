@@ -7,9 +7,10 @@ import time
 from flask import Blueprint, render_template
 
 from co2logserver import dashboard_data, metrics
-from co2logserver.errors import StorageUnavailable
 from co2logserver.store import outbox
+from co2logserver.store.errors import StorageUnavailable
 from co2logserver.web.common import settings, store
+from co2logserver.web.errors import headers_of
 
 bp = Blueprint("pages", __name__)
 
@@ -48,7 +49,7 @@ def health():
             return {**body, "status": "degraded", "spool": spool}, 200, headers
         if spool is not None:
             body["spool"] = spool
-        return body, 503, {**error.headers, **headers}
+        return body, 503, {**headers_of(error), **headers}
     forwarding.pop("last_error")  # its text is for the operator's pages, not public
     body = {"status": "ok", "database": "ok", "outbox": forwarding}
     if spool is not None:

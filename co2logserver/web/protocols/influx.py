@@ -29,8 +29,10 @@ from werkzeug.exceptions import HTTPException
 from co2logserver import limits
 from co2logserver.errors import ApiError, BadRequest, PayloadTooLarge
 from co2logserver.protocols import influx
+from co2logserver.store.errors import StorageUnavailable
 from co2logserver.version import __version__
 from co2logserver.web.common import request_bodies, submit_devices
+from co2logserver.web.errors import headers_of, status_of
 from co2logserver.web.openapi.parts import INGEST_ERRORS, responses
 from co2logserver.web.openapi.parts import query as param
 
@@ -156,11 +158,14 @@ def error_answer(status: int, message: str, headers: dict) -> tuple[Any, int, di
 
 
 @bp.errorhandler(ApiError)
-def api_error(error: ApiError):
-    """Our errors in the InfluxDB API's shape; 1.x never sees a 429."""
-    if error.status == 429 and not is_v2():
-        return error_answer(503, error.message, error.headers)
-    return error_answer(error.status, error.message, error.headers)
+@bp.errorhandler(StorageUnavailable)
+def api_error(error: ApiError | StorageUnavailable):
+    """Our errors, the store's outage too, in the InfluxDB API's shape; 1.x never
+    sees a 429."""
+    status, headers = status_of(error), headers_of(error)
+    if status == 429 and not is_v2():
+        return error_answer(503, error.message, headers)
+    return error_answer(status, error.message, headers)
 
 
 @bp.errorhandler(RateLimitExceeded)
