@@ -51,6 +51,9 @@ REASONS = {
     **{cls.status: cls.__name__ for cls in ApiError.__subclasses__()},
     429: "RateLimitExceeded",
     500: "InternalServerError",
+    # A write's 503 is the database away (and the spool off or full);
+    # ArchiveUnavailable, the other 503, answers only reads.
+    503: "StorageUnavailable",
 }
 
 

@@ -53,8 +53,6 @@ MAX_MODULE_LINES = 400
 LONG_MODULES = {
     # A table: every configuration key with the comment that gives its reason.
     "co2logserver.config_default",
-    # The engine, transactions and the data table's facade; split by #14's store work.
-    "co2logserver.store",
 }
 
 #: What each part of a module split along its concepts (#14) may import of the

@@ -105,6 +105,17 @@ def test_rejected_payloads_are_counted_by_reason(make_app):
     assert delta.of(REJECTED, endpoint="sensors.readings", status="200") == 0
 
 
+def test_a_write_refused_by_a_database_outage_is_counted_as_storage(make_app, tmp_path):
+    (tmp_path / "dir").mkdir()
+    app = make_app(DB=str(tmp_path / "dir" / "db.sqlite"), SPOOL_MAX_BYTES=0)
+    (tmp_path / "dir").rmdir()  # the database file is gone after the start
+    client = app.test_client()
+    delta = Delta(client)
+    assert client.post("/upload", json={"co2": [1]}).status_code == 503
+    labels = {"endpoint": "legacy.upload", "status": "503"}
+    assert delta.of(REJECTED, reason="StorageUnavailable", **labels) == 1
+
+
 def test_rate_limited_requests_are_counted(make_app):
     client = make_app(RATELIMIT_ENABLED=True, RATELIMIT_SENSOR="1 per minute")
     client = client.test_client()
