@@ -291,17 +291,6 @@ class Store:
         with deadline.budget(self.timeout):
             return self.engine.connect()
 
-    def ping(self, budget: float | None = None) -> None:
-        """Round trip to the database within ``budget`` (default :attr:`timeout`).
-
-        :raise StorageUnavailable: when it does not answer.
-        """
-        try:
-            with deadline.budget(budget or self.timeout), self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        except (exc.OperationalError, exc.InterfaceError, exc.DBAPIError) as error:
-            raise self.unavailable(error) from error
-
     def dispose(self) -> None:
         """Close pooled connections (after fork, at shutdown)."""
         self.engine.dispose()
