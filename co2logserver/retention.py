@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from co2logserver.forwarding.lease import Lease, new_holder
-from co2logserver.forwarding.process import guarded
 from co2logserver.store import Store
 from co2logserver.store import retention as sql
 from co2logserver.store.errors import StorageUnavailable
+from co2logserver.store.forks import guarded
 
 log = logging.getLogger(__name__)
 

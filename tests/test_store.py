@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import threading
 
 import pytest
@@ -35,3 +38,41 @@ def test_workers_starting_together_create_the_schema_once(
     assert statuses == [200] * 4
     rows = clients[0].get("/download?format=json&cols=worker").get_json()
     assert sorted(row["worker"] for row in rows) == [0, 1, 2, 3]
+
+
+def open_files(prefix: str) -> list[str]:
+    """Files of this process whose path starts with ``prefix`` (db, -wal, -shm)."""
+    paths = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [path for path in paths if path.startswith(prefix)]
+
+
+def test_no_sqlite_connection_crosses_a_fork(build_app, db_path):
+    """A store that has used its database (a preloaded master running retention
+    or forwarding, say) closes its pooled connections before fork(): the child
+    starts with no SQLite file open, and both sides use the database after."""
+    from co2logserver.store import get_store
+
+    app = build_app({"DB": db_path})
+    assert app.test_client().post("/upload", json={"co2": [1]}).status_code == 200
+    assert open_files(db_path)  # pooled, open
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and leave without running pytest's exit
+        try:
+            inherited = len(open_files(db_path))
+            status = app.test_client().post("/upload", json={"co2": [2]}).status_code
+            os.write(write, json.dumps([inherited, status]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        report = json.loads(pipe.read() or "[]")
+    os.waitpid(pid, 0)
+    assert report == [0, 200]
+    assert app.test_client().post("/upload", json={"co2": [3]}).status_code == 200
+    with get_store(app).reading() as conn:
+        rows = conn.exec_driver_sql(f"SELECT count(*) FROM {get_store(app).data.name}")
+        assert rows.scalar_one() == 3

@@ -15,8 +15,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from co2logserver.forwarding.process import guarded
 from co2logserver.store import StorageUnavailable, Store, outbox
+from co2logserver.store.forks import guarded
 
 log = logging.getLogger(__name__)
 

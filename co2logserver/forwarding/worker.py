@@ -45,10 +45,10 @@ from co2logserver.forwarding.errors import (
     scrub,
 )
 from co2logserver.forwarding.lease import Backoff, Lease, new_holder
-from co2logserver.forwarding.process import guarded
 from co2logserver.store import StorageUnavailable, Store, outbox
 from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import sensors as sensor_sql
+from co2logserver.store.forks import guarded
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,14 @@ from typing import Any
 from sqlalchemy import Connection, exc, inspect
 from sqlalchemy.engine import make_url
 
-from co2logserver.store import deadline, group_commit, rollups, schema, writer_lock
+from co2logserver.store import (
+    deadline,
+    forks,
+    group_commit,
+    rollups,
+    schema,
+    writer_lock,
+)
 from co2logserver.store.columns import DataTable
 from co2logserver.store.engines import (  # noqa: F401  (outage_*: the interface)
     SWITCHED_TO_WAL,
@@ -72,6 +79,7 @@ class Store:
 
             self.engine = postgres_engine(self.url, settings)
             self.timeout = float(settings["CO2LOGSERVER_DB_TIMEOUT"])
+        forks.track(self)  # no pooled connection crosses a fork()
         self.dialect = self.engine.dialect.name
         dbapi = self.engine.dialect.loaded_dbapi
         #: What the database is down or locked looks like, from SQLAlchemy or from
