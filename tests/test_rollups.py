@@ -343,7 +343,7 @@ def test_a_rebuild_after_retention_keeps_the_rollups_of_deleted_readings(
     assert sum(batch.deleted for batch in sweeper.batches()) > 50
     with network.store.reading() as conn:
         horizon = rollup_build.raw_horizon(conn)
-    assert T0 < horizon <= NOW - 86400 + HOUR
+    assert T0 < horizon <= int(time.time()) - 86400 + HOUR  # the clock of now
     assert stored_rollups(network.store) == before  # retention keeps rollups
 
     db = app.config["CO2LOGSERVER_DB"]
