@@ -37,6 +37,7 @@ from co2logserver.store.schema import outbox as outbox_table
 from tests.appserver import GunicornServer
 from tests.conftest import SensorActions, observations, opensmog_hash
 from tests.osem_standin import OsemStandin
+from tests.processes import open_files
 
 BASE = 1_700_000_000  # 2023-11-14T22:13:20Z
 BAD_BOX = "co2logserver senseBox bad"
@@ -638,15 +639,6 @@ def test_forwarder_thread_survives_a_database_outage(
 # --------------------------------------------------------------------------------------
 # The thread: fork, stop, secrets
 # --------------------------------------------------------------------------------------
-
-
-def open_files(prefix: str) -> list[str]:
-    """Files of this process whose path starts with ``prefix`` (db, -wal, -shm)."""
-    paths = []
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
-    return [path for path in paths if path.startswith(prefix)]
 
 
 def test_thread_restarts_in_a_forked_child(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
 
 import pytest
+
+from tests.processes import open_files
 
 
 @pytest.mark.parametrize(
@@ -38,15 +39,6 @@ def test_workers_starting_together_create_the_schema_once(
     assert statuses == [200] * 4
     rows = clients[0].get("/download?format=json&cols=worker").get_json()
     assert sorted(row["worker"] for row in rows) == [0, 1, 2, 3]
-
-
-def open_files(prefix: str) -> list[str]:
-    """Files of this process whose path starts with ``prefix`` (db, -wal, -shm)."""
-    paths = []
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
-    return [path for path in paths if path.startswith(prefix)]
 
 
 def test_no_sqlite_connection_crosses_a_fork(build_app, db_path):
