@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,12 +73,41 @@ def run_wrk(
         "--",
         *(f"{key}={value}" for key, value in script_args.items()),
     ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=duration + 120
-    )
-    for line in done.stdout.splitlines():
+    if (args or {}).get("once"):
+        stdout, stderr = _run_until_threads_finish(command, threads, duration + 120)
+    else:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 120
+        )
+        stdout, stderr = done.stdout, done.stderr
+    for line in stdout.splitlines():
         if line.startswith(MARKER):
             counts = json.loads(line[len(MARKER) :])
             counts["duration_s"] = counts.pop("duration_us") / 1e6
             return WrkResult(**counts)
-    raise RuntimeError(f"wrk gave no result:\n{done.stdout}\n{done.stderr}")
+    raise RuntimeError(f"wrk gave no result:\n{stdout}\n{stderr}")
+
+
+def _run_until_threads_finish(
+    command: list[str], threads: int, timeout: float
+) -> tuple[str, str]:
+    """Run wrk until each of its threads printed ``WRKDONE`` (or ``-d`` ran out).
+
+    A wrk thread can stop itself, but wrk's main thread sleeps for the whole ``-d``
+    before it joins them; SIGINT wakes it, and wrk then reports as usual.
+    """
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as wrk:
+        assert wrk.stderr is not None
+        finished, other = 0, []
+        for line in wrk.stderr:
+            if line.strip() == "WRKDONE":
+                finished += 1
+                if finished == threads:
+                    wrk.send_signal(signal.SIGINT)
+                    break
+            else:
+                other.append(line)
+        stdout, rest = wrk.communicate(timeout=timeout)
+    return stdout, "".join(other) + rest

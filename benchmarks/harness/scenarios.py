@@ -90,7 +90,7 @@ SCENARIOS = (
         per=10,
         rows_per_reply=10,
         sensors=1000,
-        warmup=6,
+        warmup=2,
         table="readings",
     ),
     Scenario(
@@ -100,7 +100,7 @@ SCENARIOS = (
         kind="airrohr",
         rows_per_reply=10,
         sensors=1000,  # receive-time stamps: a node posts less than once a second
-        warmup=6,  # every node posts once first: its 4 sensors exist, as in steady use
+        warmup=2,
         ceiling="rogue-1x10",
         table="readings",
     ),

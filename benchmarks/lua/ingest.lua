@@ -3,7 +3,9 @@
 -- Arguments after "--" (key=value): kind=json|csv|readings|signed|airrohr|influx|ttn,
 -- rows=<rows, observations or lines per request>, per=<readings per observation>, base=<first UNIX second of this run>, threads=<wrk -t>,
 -- lua_dir=<this directory>, sensors=<file of "SUID SECRET" lines> (signed),
--- suids=<rogue SUIDs per thread> (readings), nonce=<8 hex digits> (readings).
+-- suids=<rogue SUIDs per thread> (readings), nonce=<8 hex digits> (readings),
+-- once=1: each thread stops once every one of its sensors has been answered once
+-- (the warm-up: the measured runs then post for sensors that exist, as in steady use).
 -- Timestamps are base + (thread, request, row) so no two rows of a run are equal.
 -- Each thread counts 2xx replies, other replies and acknowledged rows; done()
 -- prints their sums as one line "WRKJSON {...}" that loadgen.py reads.
@@ -62,6 +64,7 @@ function init(args)
     sensors = rogue_sensors(tonumber(opts.suids or "50"))
   end
   nonce = tonumber(opts.nonce or "0", 16) or 0
+  once, finished = opts.once == "1", false
 end
 
 -- Legacy rows: the n-th row of this thread in this run.
@@ -188,6 +191,12 @@ function request()
 end
 
 function response(status, headers, body)
+  if once and not finished and ok + bad + 1 >= #sensors then
+    finished = true  -- wrk's main thread sleeps for -d: loadgen ends it on this line
+    io.stderr:write("WRKDONE\n")
+    io.stderr:flush()
+    wrk.thread:stop()
+  end
   if status < 200 or status > 299 then
     bad = bad + 1
     return

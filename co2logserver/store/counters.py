@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, column, func, select, table
 
-from co2logserver.store.prepared import placeholders
+from co2logserver.store.prepared import driver_rows, placeholders
 from co2logserver.store.schema import upload_minutes, upload_totals
 
 log = logging.getLogger("co2logserver.store")
@@ -67,7 +67,9 @@ def record_upload(conn: Connection, rows: int, uploaded: Any) -> None:
     mark = placeholders(conn, 1)
     minute = int(uploaded_at // 60)
     shard = random.randrange(SHARDS.get(conn.dialect.name, 1))
-    conn.exec_driver_sql(
+    # On the driver's cursor: a SQLAlchemy execution costs more than the upsert.
+    driver_rows(
+        conn,
         "INSERT INTO upload_totals (name, rows, latest_upload) "
         f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (name) DO UPDATE SET "
         "rows = upload_totals.rows + excluded.rows, latest_upload = CASE "
@@ -76,14 +78,16 @@ def record_upload(conn: Connection, rows: int, uploaded: Any) -> None:
         "THEN excluded.latest_upload ELSE upload_totals.latest_upload END",
         (f"{DATA}/{shard}", rows, uploaded_at),
     )
-    new_minute = conn.exec_driver_sql(
+    [(new_minute,)] = driver_rows(
+        conn,
         "INSERT INTO upload_minutes (minute, shard, rows) "
         f"VALUES ({mark}, {mark}, {mark}) ON CONFLICT (minute, shard) "
         "DO UPDATE SET rows = upload_minutes.rows + excluded.rows RETURNING rows",
         (minute, shard, rows),
-    ).scalar_one()
+    )
     if new_minute == rows:
-        conn.exec_driver_sql(
+        driver_rows(
+            conn,
             f"DELETE FROM upload_minutes WHERE minute < {mark}",
             (minute - KEEP_MINUTES,),
         )
