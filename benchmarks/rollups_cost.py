@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from co2logserver import create_app  # noqa: E402
 from co2logserver.store import get_store, history, rollups  # noqa: E402
 from co2logserver.store import sensors as sensor_sql  # noqa: E402
+from co2logserver.store.selection import ReadingSelection  # noqa: E402
 
 HOUR = 3600
 PERIOD = 145  # seconds between an airrohr node's posts
@@ -189,16 +190,12 @@ def read_speed(app, suids: list[str], args) -> list[tuple[str, float, float]]:
 
         def raw(interval=interval):
             with store.reading() as conn:
-                statement = history.aggregate_readings(
-                    suid, None, None, None, None, interval
-                )
+                statement = history.aggregate_readings(ReadingSelection(suid), interval)
                 return list(conn.execute(statement))
 
         def rolled(interval=interval):
             with store.reading() as conn:
-                return rollups.aggregate_rollups(
-                    conn, suid, None, None, None, None, interval
-                )
+                return rollups.aggregate_rollups(conn, ReadingSelection(suid), interval)
 
         assert len(raw()) == len(rolled())
         rows.append(

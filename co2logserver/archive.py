@@ -215,9 +215,7 @@ def day_rows(store: Store, decimals: int, day: datetime.date) -> Iterator[tuple]
                     reg.latitude, reg.longitude, reg.elevation, decimals
                 )
             latitude, longitude, elevation = place or (None, None, None)
-            for ts, code, value in archive_sql.day_readings(
-                conn, reg.registration_id, start, end
-            ):
+            for ts, code, value in archive_sql.day_readings(conn, reg, start, end):
                 quantity = store.quantities.by_code(conn, code)
                 yield (
                     reg.suid, reg.alias, quantity.name, quantity.unit, reg.secure,

@@ -20,6 +20,7 @@ from co2logserver.store import Store
 from co2logserver.store import accounts as accounts_sql
 from co2logserver.store import history as history_sql
 from co2logserver.store import sensors as sensor_sql
+from co2logserver.store.selection import ReadingSelection
 
 #: Largest UNIX time accepted in a query (the year 9999).
 LATEST_SECONDS = 253402300799
@@ -153,7 +154,7 @@ def parse_types(text: str | None) -> list[str] | None:
     return [n.upper() if n.upper() in QUANTITIES else n.lower() for n in names]
 
 
-def type_codes(store: Store, conn, names: list[str] | None) -> list[int] | None:
+def type_codes(store: Store, conn, names: list[str] | None) -> tuple[int, ...] | None:
     """The codes of ``type=`` names, built-in or learned by this database.
 
     :raise BadRequest: naming the first type no quantity has.
@@ -169,7 +170,7 @@ def type_codes(store: Store, conn, names: list[str] | None) -> list[int] | None:
                 + ", ".join([*QUANTITIES, *store.quantities.learned_names()])
             )
         codes.append(quantity.code)
-    return codes
+    return tuple(codes)
 
 
 def parse_verified(text: str | None) -> bool | None:
@@ -277,20 +278,22 @@ def require_sensor(conn, suid: str) -> None:
         raise NotFound(f"No sensor {suid} has registered or posted readings")
 
 
+def selection(store: Store, conn, query: ReadingsQuery) -> ReadingSelection:
+    """The readings ``query`` asks for, its type names turned into codes.
+
+    :raise NotFound: for a SUID that never registered nor posted.
+    :raise BadRequest: naming the first type no quantity has.
+    """
+    require_sensor(conn, query.suid)
+    codes = type_codes(store, conn, query.types)
+    return ReadingSelection(query.suid, query.start, query.end, codes, query.verified)
+
+
 def readings_page(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     """One page of readings and the cursor of the next page (``None`` at the end)."""
     with store.reading() as conn:
-        require_sensor(conn, query.suid)
-        rows = history_sql.page_of_readings(
-            conn,
-            query.suid,
-            query.start,
-            query.end,
-            type_codes(store, conn, query.types),
-            query.verified,
-            query.cursor,
-            query.limit + 1,
-        )
+        chosen = selection(store, conn, query)
+        rows = history_sql.page_of_readings(conn, chosen, query.cursor, query.limit + 1)
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         readings = [reading_dict(store, conn, row) for row in rows]
@@ -305,15 +308,11 @@ def readings_page(store: Store, query: ReadingsQuery) -> dict[str, Any]:
 def readings_rows(store: Store, query: ReadingsQuery) -> Iterator[tuple]:
     """Every matching reading as CSV cells, streamed with its own connection."""
     with store.reading() as conn:
-        require_sensor(conn, query.suid)
-        codes = type_codes(store, conn, query.types)
+        chosen = selection(store, conn, query)
 
     def rows() -> Iterator[tuple]:
         with store.reading() as conn:
-            for row in history_sql.stream_readings(
-                conn, query.suid, query.start, query.end, codes, query.verified,
-                query.cursor,
-            ):  # fmt: skip
+            for row in history_sql.stream_readings(conn, chosen, query.cursor):
                 q = store.quantities.by_code(conn, row.type)
                 yield row.ts, q.name, row.value, q.unit, bool(row.secure)
 
@@ -324,16 +323,8 @@ def aggregate(store: Store, query: ReadingsQuery) -> dict[str, Any]:
     """Buckets of ``query.aggregate`` seconds per type: count, min, mean, max."""
     assert query.aggregate is not None, "callers ask for buckets only when given"
     with store.reading() as conn:
-        require_sensor(conn, query.suid)
-        rows = history_sql.aggregate_buckets(
-            conn,
-            query.suid,
-            query.start,
-            query.end,
-            type_codes(store, conn, query.types),
-            query.verified,
-            query.aggregate,
-        )
+        chosen = selection(store, conn, query)
+        rows = history_sql.aggregate_buckets(conn, chosen, query.aggregate)
         kinds = {
             code: store.quantities.by_code(conn, code)
             for code in {r.type for r in rows}

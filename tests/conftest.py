@@ -3,6 +3,7 @@ and helper actions for the sensor API."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import column, insert, table
 
 from co2logserver import create_app
 from co2logserver.store import get_store
@@ -148,3 +150,27 @@ class SensorActions:
 def sensors(client) -> SensorActions:
     """Sensor actions on ``client``."""
     return SensorActions(client)
+
+
+#: Upload ages for a data table from before the counters: one in the last hour,
+#: one in the last day, one older than a day.
+OLD_UPLOAD_AGES = (
+    datetime.timedelta(minutes=10),
+    datetime.timedelta(hours=5),
+    datetime.timedelta(days=2),
+)
+
+
+def uploads_from_before_the_counters(store, now: datetime.datetime) -> None:
+    """Rows in the data table alone, as 0.1.2 left it: the counters never saw them.
+
+    One row per age of :data:`OLD_UPLOAD_AGES` before ``now``, written as each
+    database stores an upload time (SQLite as text, PostgreSQL as a timestamp).
+    """
+    data = table(store.data.name, column("time_upload_utc"))
+    with store._write() as conn:
+        store.data.ensure(conn)
+        for age in OLD_UPLOAD_AGES:
+            moment = now - age
+            value = moment.isoformat(sep=" ") if store.dialect == "sqlite" else moment
+            conn.execute(insert(data).values(time_upload_utc=value))

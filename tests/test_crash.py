@@ -8,11 +8,13 @@ readings request that was not acknowledged is there whole or not at all, and SQL
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 import requests
 
 from tests.appserver import GunicornServer
+from tests.stored import eventually
 
 CLIENTS = 16
 ROWS = 50
@@ -77,6 +80,28 @@ class Client:
             self.statuses[reply.status_code] += 1
             if reply.status_code == 200:
                 self.acked.add(seq)
+
+
+def acknowledged(clients: list[Client]) -> int:
+    """How many requests the server has acknowledged to all ``clients``."""
+    return sum(len(c.acked) for c in clients)
+
+
+@contextlib.contextmanager
+def writing(server: GunicornServer, clients: list[Client]) -> Iterator[None]:
+    """Every client writing to ``server`` in a thread of its own during the block;
+    after it (a crash or a failure) the clients end and the server is stopped."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=c.run, args=(server.url, stop)) for c in clients]
+    try:
+        for thread in threads:
+            thread.start()
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+        server.stop()
 
 
 def uploads_by_seq(db: sqlite3.Connection) -> dict[tuple[int, int], int]:
@@ -140,25 +165,14 @@ def test_sigkill_during_writes_loses_no_acknowledged_row(tmp_path, synchronous):
         "SQLITE_SYNCHRONOUS": synchronous,
     }
     clients = [Client(i) for i in range(CLIENTS)]
-    stop = threading.Event()
     server = GunicornServer(tmp_path, settings, workers=2)
     server.start()
-    threads = [threading.Thread(target=c.run, args=(server.url, stop)) for c in clients]
-    try:
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + MAX_WAIT_BEFORE_CRASH
-        while time.monotonic() < deadline:  # crash once the load is in full swing
-            if sum(len(c.acked) for c in clients) >= ACKED_BEFORE_CRASH:
-                break
-            time.sleep(0.1)
+    with writing(server, clients):  # crash once the load is in full swing
+        eventually(
+            lambda: acknowledged(clients) >= ACKED_BEFORE_CRASH, MAX_WAIT_BEFORE_CRASH
+        )
         server.crash()
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-        server.stop()
-    assert sum(len(c.acked) for c in clients) >= ACKED_BEFORE_CRASH  # load ran
+    assert acknowledged(clients) >= ACKED_BEFORE_CRASH  # load ran
     statuses = sum((c.statuses for c in clients), collections.Counter())
     assert set(statuses) == {200}, statuses
 
@@ -176,16 +190,6 @@ def test_sigkill_during_writes_loses_no_acknowledged_row(tmp_path, synchronous):
 
 LOADED_CLIENTS = 64
 ACKED_UNDER_LOAD = 96
-
-
-def wait_until(condition, seconds: float) -> bool:
-    """Poll ``condition`` until it holds or ``seconds`` pass."""
-    ends = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > ends:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def check_exactly_once(clients: list[Client], db: sqlite3.Connection) -> None:
@@ -216,31 +220,25 @@ def test_sigkill_under_64_connections_loses_no_acknowledged_row(tmp_path, path):
         settings["SQLITE_BUSY_TIMEOUT"] = "1"
     spool = Path(str(db_path) + ".spool")
     clients = [Client(i) for i in range(LOADED_CLIENTS)]
-    stop = threading.Event()
     server = GunicornServer(
         tmp_path, settings, workers=2, extra_args=("--threads", "32")
     )
     server.start()
     assert requests.post(server.url + "/upload", json={"first": [1]}).ok  # the schema
     outsider = sqlite3.connect(db_path, isolation_level=None)
-    threads = [threading.Thread(target=c.run, args=(server.url, stop)) for c in clients]
     try:
         if path == "spool":
             outsider.execute("BEGIN IMMEDIATE")
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: sum(len(c.acked) for c in clients) >= ACKED_UNDER_LOAD, 20)
-        spooled = [p for p in spool.glob("*.seg") if p.stat().st_size]
-        server.crash()
+        with writing(server, clients):
+            eventually(lambda: acknowledged(clients) >= ACKED_UNDER_LOAD, 20)
+            spooled = [p for p in spool.glob("*.seg") if p.stat().st_size]
+            server.crash()
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-        server.stop()
+        server.stop()  # stopped already, unless BEGIN failed
         if outsider.in_transaction:
             outsider.rollback()
         outsider.close()
-    acked = sum(len(c.acked) for c in clients)
+    acked = acknowledged(clients)
     assert acked >= ACKED_UNDER_LOAD, acked  # the load ran
     statuses = sum((c.statuses for c in clients), collections.Counter())
     assert set(statuses) == {200}, statuses
@@ -250,7 +248,7 @@ def test_sigkill_under_64_connections_loses_no_acknowledged_row(tmp_path, path):
     print(f"{path}: {acked} acknowledged, {unanswered} unanswered at the kill")
 
     with GunicornServer(tmp_path, settings, workers=2) as restarted:
-        assert wait_until(lambda: not list(spool.glob("*.seg")), 30), "not applied"
+        assert eventually(lambda: not list(spool.glob("*.seg")), 30), "not applied"
         reply = requests.post(
             restarted.url + "/upload", json={"after_restart": [1]}, timeout=30
         )

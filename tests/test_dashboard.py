@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from sqlalchemy import column, insert, table
+from sqlalchemy import insert
 
 from co2logserver import dashboard_data
 from co2logserver.store import dashboard as dashboard_sql
@@ -19,7 +19,11 @@ from co2logserver.store import get_store
 from co2logserver.store.columns import Columns
 from co2logserver.store.schema import forwarder_status, outbox
 from co2logserver.web.dashboard import sparkline_points
-from tests.conftest import SensorActions, observations
+from tests.conftest import (
+    SensorActions,
+    observations,
+    uploads_from_before_the_counters,
+)
 
 EXACT = {"latitude": 48.521234, "longitude": 9.057891, "elevation": 321.7}
 #: A bucket-aligned start (a multiple of one day) for the aggregation tests.
@@ -126,16 +130,8 @@ def test_uploads_in_the_last_hour_and_day(any_db_app):
     """
     app = any_db_app()
     store = get_store(app)
-    data = table(store.data.name, column("time_upload_utc"))
     now = datetime.datetime.now(datetime.UTC)
-    ages = [datetime.timedelta(minutes=10), datetime.timedelta(hours=5)]
-    ages.append(datetime.timedelta(days=2))
-    with store._write() as conn:  # the data table alone, as 0.1.2 left it
-        store.data.ensure(conn)
-        for age in ages:
-            moment = now - age
-            value = moment.isoformat(sep=" ") if store.dialect == "sqlite" else moment
-            conn.execute(insert(data).values(time_upload_utc=value))
+    uploads_from_before_the_counters(store, now)
     counts = dashboard_sql.upload_counts(store, now)
     assert (counts["rows"], counts["uploads_hour"], counts["uploads_day"]) == (3, 1, 2)
     client = app.test_client()

@@ -37,7 +37,7 @@ from co2logserver.store.schema import outbox as outbox_table
 from tests.appserver import GunicornServer
 from tests.conftest import SensorActions, observations, opensmog_hash
 from tests.osem_standin import OsemStandin
-from tests.processes import open_files
+from tests.processes import in_a_forked_child, open_files
 
 BASE = 1_700_000_000  # 2023-11-14T22:13:20Z
 BAD_BOX = "co2logserver senseBox bad"
@@ -657,27 +657,21 @@ def test_thread_restarts_in_a_forked_child(
     assert wait_until(lambda: osem_standin.measurements, limit=10)
     database = setup.app.config["CO2LOGSERVER_DB"]
     assert open_files(database)  # the parent has its connections
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report and leave without running pytest's exit
-        try:
-            before = forwarder.thread_alive()
-            inherited = len(open_files(database))
-            forwarder.ensure_thread()
-            report = {
-                "before": before,
-                "inherited": inherited,
-                "after": forwarder.thread_alive(),
-                "holder_pid": int(forwarder.holder.split(":")[1]),
-            }
-            forwarder.stop()
-            os.write(write, json.dumps(report).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        report = json.loads(pipe.read() or "{}")
-    os.waitpid(pid, 0)
+
+    def child() -> dict:
+        before = forwarder.thread_alive()
+        inherited = len(open_files(database))
+        forwarder.ensure_thread()
+        report = {
+            "before": before,
+            "inherited": inherited,
+            "after": forwarder.thread_alive(),
+            "holder_pid": int(forwarder.holder.split(":")[1]),
+        }
+        forwarder.stop()
+        return report
+
+    pid, report = in_a_forked_child(child)
     assert report == {"before": False, "inherited": 0, "after": True, "holder_pid": pid}
     assert forwarder.thread_alive()  # the parent's thread runs on
 

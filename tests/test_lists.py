@@ -17,6 +17,7 @@ from co2logserver.store import aliases, counters, get_store
 from co2logserver.store import dashboard as dashboard_sql
 from co2logserver.store import sensors as sensor_sql
 from co2logserver.store.schema import sensor_profiles
+from tests.conftest import OLD_UPLOAD_AGES, uploads_from_before_the_counters
 
 NOW = int(time.time())
 
@@ -60,21 +61,13 @@ def test_counters_of_an_existing_database_are_filled_once(any_db_app):
     """A data table from before the counters (0.1.2) is counted when they are made."""
     app = any_db_app()
     store = get_store(app)
-    data = table(store.data.name, column("time_upload_utc"))
     now = datetime.datetime.now(datetime.UTC)
-    ages = [datetime.timedelta(minutes=10), datetime.timedelta(hours=5)]
-    ages.append(datetime.timedelta(days=2))
-    with store._write() as conn:  # the data table alone, as 0.1.2 left it
-        store.data.ensure(conn)
-        for age in ages:
-            moment = now - age
-            value = moment.isoformat(sep=" ") if store.dialect == "sqlite" else moment
-            conn.execute(insert(data).values(time_upload_utc=value))
+    uploads_from_before_the_counters(store, now)
     store.ensure_schema()
     counts = dashboard_sql.upload_counts(store, now)
     assert (counts["rows"], counts["uploads_hour"], counts["uploads_day"]) == (3, 1, 2)
     assert counts["latest_upload"] == pytest.approx(
-        now - ages[0], abs=datetime.timedelta(milliseconds=1)
+        now - OLD_UPLOAD_AGES[0], abs=datetime.timedelta(milliseconds=1)
     )
     client = app.test_client()
     assert client.post("/upload", json={"co2": [1, 2]}).status_code == 200

@@ -578,6 +578,7 @@ def test_a_cursor_page_is_a_range_scan_of_the_primary_key(any_db_app):
     """Issue 18: a page costs the same at any depth — its query seeks the key."""
     from co2logserver.store import get_store
     from co2logserver.store import history as history_sql
+    from co2logserver.store.selection import ReadingSelection
 
     app = any_db_app()
     client = app.test_client()
@@ -593,7 +594,7 @@ def test_a_cursor_page_is_a_range_scan_of_the_primary_key(any_db_app):
     )
     store = get_store(app)
     statement = history_sql.registration_readings(
-        1, None, None, None, (T0 + 400, 5), 100
+        1, ReadingSelection(suid), (T0 + 400, 5), 100
     )
     with store.reading() as conn:
         sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from co2logserver import registration
 from co2logserver.cli import main
 from co2logserver.store import get_store, history, rollup_build, rollups
+from co2logserver.store.selection import ReadingSelection
 from tests.conftest import SensorActions
 
 HOUR = 3600
@@ -103,15 +104,15 @@ def assert_same(raw: list[tuple], rolled: list[tuple]) -> None:
         assert mine[4] == pytest.approx(theirs[4], rel=1e-12, abs=1e-12)
 
 
-def raw_buckets(conn, suid, start, end, types, verified, interval) -> list[tuple]:
-    statement = history.aggregate_readings(suid, start, end, types, verified, interval)
+def raw_buckets(conn, selection: ReadingSelection, interval: int) -> list[tuple]:
+    statement = history.aggregate_readings(selection, interval)
     return normal(conn.execute(statement))
 
 
 QUERIES = [
     (None, None, None, None),
     (T0 + 5 * HOUR, T0 + 29 * HOUR, None, None),
-    (T0, None, [5], None),
+    (T0, None, (5,), None),
     (None, T0 + 12 * HOUR, None, True),
     (T0 + HOUR, T0 + 30 * HOUR, None, False),
 ]
@@ -125,7 +126,10 @@ def assert_rollups_equal_raw(network: Network) -> int:
         for suid in network.secrets:
             for interval in INTERVALS:
                 for start, end, types, verified in QUERIES:
-                    args = (suid, start, end, types, verified, interval)
+                    args = (
+                        ReadingSelection(suid, start, end, types, verified),
+                        interval,
+                    )
                     raw = raw_buckets(conn, *args)
                     rolled = history.aggregate_buckets(conn, *args)
                     assert all(isinstance(b, rollups.Bucket) for b in rolled)
@@ -149,7 +153,7 @@ def test_every_stored_reading_is_counted_once(network):
     suid = network.add_sensor(False)
     network.fill(suid, 200)
     with network.store.reading() as conn:
-        rolled = rollups.aggregate_rollups(conn, suid, None, None, None, None, 86400)
+        rolled = rollups.aggregate_rollups(conn, ReadingSelection(suid), 86400)
         stored = conn.exec_driver_sql("SELECT count(*) FROM readings").scalar()
     assert sum(b.count for b in rolled) == stored
     # The changed resends stored nothing: no -1.0 reached the rollups.
@@ -177,7 +181,7 @@ def test_partial_hours_and_other_buckets_take_the_raw_path(network):
     with network.store.reading() as conn:
         for start, end, interval in cases:
             assert not rollups.covers(start, end, interval)
-            args = (suid, start, end, None, None, interval)
+            args = (ReadingSelection(suid, start, end), interval)
             rows = history.aggregate_buckets(conn, *args)
             assert not any(isinstance(b, rollups.Bucket) for b in rows)
             assert normal(rows) == raw_buckets(conn, *args)
@@ -194,7 +198,7 @@ def test_the_api_answers_from_the_rollups_what_the_raw_readings_give(network):
         query_string={"aggregate": "2h", "from": T0, "to": T0 + 24 * HOUR},
     ).get_json()
     with network.store.reading() as conn:
-        raw = raw_buckets(conn, suid, T0, T0 + 24 * HOUR, None, None, 2 * HOUR)
+        raw = raw_buckets(conn, ReadingSelection(suid, T0, T0 + 24 * HOUR), 2 * HOUR)
     names = {5: "PM10", 8: "TEMP"}
     got = [
         (b["type"], b["start"], b["count"], b["min"], b["mean"], b["max"])
@@ -214,7 +218,8 @@ def test_hourly_means_for_sparklines(network):
     with network.store.reading() as conn:
         means = rollups.hourly_means(conn, suids, 5, T0 + 10 * HOUR)
         for suid in suids:
-            raw = raw_buckets(conn, suid, T0 + 10 * HOUR, None, [5], None, HOUR)
+            selection = ReadingSelection(suid, T0 + 10 * HOUR, None, (5,))
+            raw = raw_buckets(conn, selection, HOUR)
             assert [h for h, _ in means[suid]] == [r[1] for r in raw]
             for (_, mean), r in zip(means[suid], raw, strict=True):
                 assert mean == pytest.approx(r[4], rel=1e-12)
@@ -255,7 +260,7 @@ def test_readings_from_before_need_the_cli_and_take_the_raw_path_until(
     suid = next(iter(network.secrets))
     with network.store.reading() as conn:
         assert not rollups.is_built(conn)
-        rows = history.aggregate_buckets(conn, suid, None, None, None, None, HOUR)
+        rows = history.aggregate_buckets(conn, ReadingSelection(suid), HOUR)
         assert rows and not any(isinstance(b, rollups.Bucket) for b in rows)
     assert "build-rollups" in caplog.text
     network.fill(suid, 60)  # ingest goes on before the build

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 
 import pytest
 
-from tests.processes import open_files
+from tests.processes import in_a_forked_child, open_files
 
 
 @pytest.mark.parametrize(
@@ -50,20 +48,13 @@ def test_no_sqlite_connection_crosses_a_fork(build_app, db_path):
     app = build_app({"DB": db_path})
     assert app.test_client().post("/upload", json={"co2": [1]}).status_code == 200
     assert open_files(db_path)  # pooled, open
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report and leave without running pytest's exit
-        try:
-            inherited = len(open_files(db_path))
-            status = app.test_client().post("/upload", json={"co2": [2]}).status_code
-            os.write(write, json.dumps([inherited, status]).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as pipe:
-        report = json.loads(pipe.read() or "[]")
-    os.waitpid(pid, 0)
-    assert report == [0, 200]
+
+    def child() -> list[int]:
+        inherited = len(open_files(db_path))
+        status = app.test_client().post("/upload", json={"co2": [2]}).status_code
+        return [inherited, status]
+
+    assert in_a_forked_child(child)[1] == [0, 200]
     assert app.test_client().post("/upload", json={"co2": [3]}).status_code == 200
     with get_store(app).reading() as conn:
         rows = conn.exec_driver_sql(f"SELECT count(*) FROM {get_store(app).data.name}")

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, or_, select
 
 from co2logserver.store.history import registration_readings, stream
 from co2logserver.store.schema import registrations, sensor_profiles, sensors
+from co2logserver.store.selection import ReadingSelection
 
 
 class DayRegistration(NamedTuple):
@@ -77,12 +78,15 @@ def day_registrations(conn: Connection, start: int, end: int) -> list[DayRegistr
 
 
 def day_readings(
-    conn: Connection, registration_id: int, start: int, end: int
+    conn: Connection, registration: DayRegistration, start: int, end: int
 ) -> Iterator[tuple[int, int, float]]:
     """``(ts, type, value)`` of one registration's readings in the range, in order.
 
     Fetched in chunks (a day of a busy sensor is not held in memory at once).
     """
-    statement = registration_readings(registration_id, start, end, None, None, 2**62)
+    selection = ReadingSelection(registration.suid, start, end)
+    statement = registration_readings(
+        registration.registration_id, selection, None, 2**62
+    )
     for row in stream(conn, statement):
         yield row[1], row[2], row[3]

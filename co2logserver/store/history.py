@@ -6,7 +6,7 @@ a range scan whatever its depth (issue 18); aggregation buckets per type.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, select, tuple_
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Row
 
 from co2logserver.store import rollups
 from co2logserver.store.schema import readings, registrations
+from co2logserver.store.selection import ReadingSelection
 
 
 class ReadingRow(NamedTuple):
@@ -32,14 +33,12 @@ def reading_row(row: Any, secure: bool) -> ReadingRow:
 
 
 def reading_registrations(
-    conn: Connection, suid: str, verified: bool | None, first: int | None
+    conn: Connection, selection: ReadingSelection, first: int | None
 ) -> list[tuple[int, bool]]:
-    """``(id, secure)`` of the registrations of ``suid`` in order, from ``first`` on."""
+    """``(id, secure)`` of the selected registrations in order, from ``first`` on."""
     statement = select(registrations.c.id, registrations.c.secure).where(
-        registrations.c.suid == suid
+        *selection.of_registrations()
     )
-    if verified is not None:
-        statement = statement.where(registrations.c.secure == verified)
     if first is not None:
         statement = statement.where(registrations.c.id >= first)
     return [
@@ -49,13 +48,11 @@ def reading_registrations(
 
 def registration_readings(
     registration_id: int,
-    start: int | None,
-    end: int | None,
-    types: Iterable[int] | None,
+    selection: ReadingSelection,
     after: tuple[int, int] | None,
     limit: int,
 ):
-    """One registration's readings in key order after ``(ts, type)``.
+    """One registration's selected readings in key order after ``(ts, type)``.
 
     ``registration_id = ? AND (ts, type) > (?, ?) ORDER BY ts, type`` is a range
     scan of the primary key on SQLite and PostgreSQL: a page costs the same at any
@@ -63,13 +60,10 @@ def registration_readings(
     """
     statement = select(
         readings.c.registration_id, readings.c.ts, readings.c.type, readings.c.value
-    ).where(readings.c.registration_id == registration_id)
-    if start is not None:
-        statement = statement.where(readings.c.ts >= start)
-    if end is not None:
-        statement = statement.where(readings.c.ts < end)
-    if types:
-        statement = statement.where(readings.c.type.in_(list(types)))
+    ).where(
+        readings.c.registration_id == registration_id,
+        *selection.of_readings(readings.c.ts, readings.c.type),
+    )
     if after is not None:
         statement = statement.where(
             tuple_(readings.c.ts, readings.c.type) > tuple_(*after)
@@ -79,36 +73,31 @@ def registration_readings(
 
 def registration_ranges(
     conn: Connection,
-    suid: str,
-    verified: bool | None,
+    selection: ReadingSelection,
     after: tuple[int, int, int] | None,
 ) -> Iterator[tuple[int, bool, tuple[int, int] | None]]:
     """``(registration, secure, (ts, type) to continue after)`` from the cursor on."""
     first = after[0] if after else None
-    for registration, secure in reading_registrations(conn, suid, verified, first):
+    for registration, secure in reading_registrations(conn, selection, first):
         key = (after[1], after[2]) if after and registration == after[0] else None
         yield registration, secure, key
 
 
 def page_of_readings(
     conn: Connection,
-    suid: str,
-    start: int | None,
-    end: int | None,
-    types: Iterable[int] | None,
-    verified: bool | None,
+    selection: ReadingSelection,
     after: tuple[int, int, int] | None,
     limit: int,
 ) -> list[ReadingRow]:
-    """Up to ``limit`` readings of ``suid`` in key order after the cursor ``after``.
+    """Up to ``limit`` selected readings in key order after the cursor ``after``.
 
     ``after`` is the ``(registration_id, ts, type)`` of the last reading already
     returned; registrations follow each other in order, each one range-scanned.
     """
     rows: list[ReadingRow] = []
-    for registration, secure, key in registration_ranges(conn, suid, verified, after):
+    for registration, secure, key in registration_ranges(conn, selection, after):
         statement = registration_readings(
-            registration, start, end, types, key, limit - len(rows)
+            registration, selection, key, limit - len(rows)
         )
         rows += [reading_row(row, secure) for row in conn.execute(statement)]
         if len(rows) >= limit:
@@ -118,31 +107,20 @@ def page_of_readings(
 
 def stream_readings(
     conn: Connection,
-    suid: str,
-    start: int | None,
-    end: int | None,
-    types: Iterable[int] | None,
-    verified: bool | None,
+    selection: ReadingSelection,
     after: tuple[int, int, int] | None,
 ) -> Iterator[ReadingRow]:
-    """Every reading of ``suid`` after the cursor, fetched in chunks, not at once."""
-    for registration, secure, key in registration_ranges(conn, suid, verified, after):
-        statement = registration_readings(registration, start, end, types, key, 2**62)
+    """Every selected reading after the cursor, fetched in chunks, not at once."""
+    for registration, secure, key in registration_ranges(conn, selection, after):
+        statement = registration_readings(registration, selection, key, 2**62)
         for row in stream(conn, statement):
             yield reading_row(row, secure)
 
 
-def aggregate_readings(
-    suid: str,
-    start: int | None,
-    end: int | None,
-    types: Iterable[int] | None,
-    verified: bool | None,
-    interval: int,
-):
+def aggregate_readings(selection: ReadingSelection, interval: int):
     """Buckets of ``interval`` seconds per type: count, min, mean, max."""
     bucket = (readings.c.ts - readings.c.ts % interval).label("bucket")
-    statement = (
+    return (
         select(
             readings.c.type,
             bucket,
@@ -152,41 +130,25 @@ def aggregate_readings(
             func.max(readings.c.value).label("max"),
         )
         .join(registrations, registrations.c.id == readings.c.registration_id)
-        .where(registrations.c.suid == suid)
+        .where(*selection.conditions(readings.c.ts, readings.c.type))
         .group_by(readings.c.type, bucket)
         .order_by(readings.c.type, bucket)
     )
-    if start is not None:
-        statement = statement.where(readings.c.ts >= start)
-    if end is not None:
-        statement = statement.where(readings.c.ts < end)
-    if types:
-        statement = statement.where(readings.c.type.in_(list(types)))
-    if verified is not None:
-        statement = statement.where(registrations.c.secure == verified)
-    return statement
 
 
 def aggregate_buckets(
-    conn: Connection,
-    suid: str,
-    start: int | None,
-    end: int | None,
-    types: Iterable[int] | None,
-    verified: bool | None,
-    interval: int,
+    conn: Connection, selection: ReadingSelection, interval: int
 ) -> list:
     """Buckets per type with ``type, bucket, count, min, mean, max``.
 
     From the hourly rollups when the buckets are whole hours over whole hours and
     the rollups are built; from the raw readings otherwise. Both give the same.
     """
-    if rollups.covers(start, end, interval) and rollups.is_built(conn):
-        return rollups.aggregate_rollups(
-            conn, suid, start, end, types, verified, interval
-        )
-    statement = aggregate_readings(suid, start, end, types, verified, interval)
-    return list(conn.execute(statement))
+    if rollups.covers(selection.start, selection.end, interval) and rollups.is_built(
+        conn
+    ):
+        return rollups.aggregate_rollups(conn, selection, interval)
+    return list(conn.execute(aggregate_readings(selection, interval)))
 
 
 def stream(conn: Connection, statement) -> Iterator[Row]:

@@ -26,6 +26,7 @@ from co2logserver.store.schema import (
     rollups_state,
     sensors,
 )
+from co2logserver.store.selection import ReadingSelection
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,7 @@ class Bucket:
 
 
 def aggregate_rollups(
-    conn: Connection,
-    suid: str,
-    start: int | None,
-    end: int | None,
-    types: Iterable[int] | None,
-    verified: bool | None,
-    interval: int,
+    conn: Connection, selection: ReadingSelection, interval: int
 ) -> list[Bucket]:
     """Buckets of ``interval`` seconds (a multiple of an hour) from the rollups.
 
@@ -148,18 +143,10 @@ def aggregate_rollups(
             func.max(r.max).label("max"),
         )
         .join(registrations, registrations.c.id == r.registration_id)
-        .where(registrations.c.suid == suid)
+        .where(*selection.conditions(r.hour, r.type))
         .group_by(r.type, bucket)
         .order_by(r.type, bucket)
     )
-    if start is not None:
-        statement = statement.where(r.hour >= start)
-    if end is not None:
-        statement = statement.where(r.hour < end)
-    if types:
-        statement = statement.where(r.type.in_(list(types)))
-    if verified is not None:
-        statement = statement.where(registrations.c.secure == verified)
     return [
         Bucket(kind, int(start), int(count), low, float(total) / int(count), high)
         for kind, start, count, low, total, high in conn.execute(statement)
