@@ -38,6 +38,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 
+import lists  # noqa: E402
 import rollups_cost  # noqa: E402
 from harness import seeding  # noqa: E402
 
@@ -157,21 +158,6 @@ def built(directory: Path, size: Size, log: Callable[[str], None]) -> dict:
 # ----------------------------------------------------------------------- measuring
 
 
-def measure(client, url: str, repeat: int, budget: float) -> tuple[float, int]:
-    """Median seconds and bytes of ``url`` (one warm-up first)."""
-    answer = client.get(url)
-    assert answer.status_code == 200, (url, answer.status_code, answer.data[:300])
-    times = []
-    deadline = time.monotonic() + budget
-    for _ in range(repeat):
-        started = time.perf_counter()
-        answer = client.get(url)
-        times.append(time.perf_counter() - started)
-        if time.monotonic() > deadline:
-            break
-    return statistics.median(times), len(answer.data)
-
-
 def rss() -> int:
     """This process's resident set in bytes."""
     with open("/proc/self/statm") as statm:
@@ -266,7 +252,7 @@ def measure_size(info: dict, directory: Path, args, rows: list[Row]) -> None:
     node = f"esp8266-{n // 3}"
 
     def timed(url: str) -> tuple[float, int]:
-        return measure(client, url, args.repeat, args.budget)
+        return lists.measure(client, url, args.repeat, args.budget)
 
     seconds, _ = timed("/")
     page(rows, "dashboard `/`", size, seconds)
