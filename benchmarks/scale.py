@@ -267,9 +267,11 @@ def measure_size(info: dict, directory: Path, args, rows: list[Row]) -> None:
     page(
         rows, "`GET /v1/sensors` first page", size, seconds, f", {length / 1024:.0f} KB"
     )
+    seconds, _ = timed("/v1/sensors?limit=100")
+    page(rows, "`GET /v1/sensors?limit=100` first page", size, seconds)
     deep = seeding.suid(n * 9 // 10)
-    seconds, _ = timed(f"/v1/sensors?cursor={deep}")
-    page(rows, "`GET /v1/sensors?cursor=` at 90 %", size, seconds)
+    seconds, _ = timed(f"/v1/sensors?limit=100&cursor={deep}")
+    page(rows, "`GET /v1/sensors?limit=100&cursor=` at 90 %", size, seconds)
     seconds, _ = timed(f"/v1/sensors?alias={node}")
     page(rows, "`GET /v1/sensors?alias=<node>`", size, seconds)
     seconds, _ = timed(f"/sensors/{one}?range=custom&{month}")
