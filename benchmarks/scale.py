@@ -15,7 +15,7 @@ Then every request is timed in this process through the WSGI app (Flask's test
 client: no HTTP server, no network, one request at a time), one warm-up and up to
 ``--repeat`` runs within ``--budget`` seconds; the table gives the median. The CSV
 export streams its first ``--export-rows`` rows (rows/s and the growth of this
-process's RSS while it streams); ingest is 1-reading-type sensor posts of one
+process's RSS while it streams; "flat" is under 50 MB); ingest is sensor posts of one
 observation with three readings (``rogue-1x3``) through the same test client, in
 rounds alternating between the built database and an empty one.
 """
@@ -387,8 +387,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=5.0, help="s per request")
     parser.add_argument("--export-rows", type=int, default=1_000_000)
     parser.add_argument("--export-runs", type=int, default=3)
-    parser.add_argument("--posts", type=int, default=300, help="posts per round")
-    parser.add_argument("--rounds", type=int, default=6, help="rounds per database")
+    parser.add_argument("--posts", type=int, default=200, help="posts per round")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds per database")
     args = parser.parse_args(argv)
     names = [s.strip() for s in args.sizes.split(",") if s.strip()]
     names += [name for name in OPT_IN if getattr(args, name) and name not in names]
