@@ -283,7 +283,7 @@ def measure_size(info: dict, directory: Path, args, rows: list[Row]) -> None:
         seconds, _ = timed(f"{readings}?aggregate={bucket}")
         add(
             rows,
-            f"`readings?aggregate={bucket}`, whole history ({info['days']} d)",
+            f"`readings?aggregate={bucket}`, whole history",
             "< 100 ms",
             size,
             f"{seconds * 1000:.1f} ms",
