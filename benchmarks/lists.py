@@ -22,62 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness import seeding
+
 from co2logserver import create_app
 from co2logserver.store import get_store
-from co2logserver.store import sensors as sensor_sql
 
-BASE = 1_800_000_000
-
-
-def suid(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
+suid = seeding.suid
 
 
 def seed(app, sensors: int, readings: int, legacy_rows: int) -> None:
     """N protocol sensors with ``readings`` posts of PM10 and TEMP each, then rows."""
-    store = get_store(app)
     now = int(time.time())
-    for start in range(0, sensors, 1000):
-        with store.transaction() as conn:
-            rows = []
-            for n in range(start, min(start + 1000, sensors)):
-                registration = sensor_sql.new_registration(
-                    conn, suid(n), False, None, now
-                )
-                sensor_sql.save_sensor(
-                    conn,
-                    suid(n),
-                    registration,
-                    False,
-                    {
-                        "model": f"SDS0{n % 7}",
-                        "latitude": 48 + n / 1e5,
-                        "longitude": 9.0,
-                    },
-                    now,
-                    False,
-                )
-                sensor_sql.describe_device(
-                    conn, suid(n), None, f"airrohr:esp8266-{n}:SDS", None, now
-                )
-                for i in range(readings):
-                    ts = now - 145 * i - n % 145
-                    rows += [
-                        (registration, ts, 5, float(i)),
-                        (registration, ts, 8, 20.0),
-                    ]
-            for chunk in range(0, len(rows), 2000):
-                sensor_sql.insert_reading_rows(conn, rows[chunk : chunk + 2000])
-            counts = [
-                (suid(n), [(now - n % 145, 5)] * (2 * readings))
-                for n in range(start, min(start + 1000, sensors))
-            ]
-            sensor_sql.count_new_readings_of(conn, counts)
-    client = app.test_client()
-    for start in range(0, legacy_rows, 10_000):
-        size = min(10_000, legacy_rows - start)
-        body = {"co2": [400 + i % 50 for i in range(size)], "box": ["b"] * size}
-        assert client.post("/upload", json=body).status_code == 200
+    start = now - seeding.PERIOD * readings
+    seeding.seed_sensors(app, 0, sensors, start, now, types=(5, 8))
+    seeding.upload_legacy(app, legacy_rows)
 
 
 def measure(client, url: str, repeat: int, budget: float) -> tuple[float, int]:
