@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from co2logserver.background import ProcessThread
 from co2logserver.forwarding.lease import Lease, new_holder
 from co2logserver.store import Store
 from co2logserver.store import retention as sql
@@ -206,9 +205,11 @@ class RetentionThread:
         self.settings = settings
         self.interval = interval
         self.lease = Lease(store, LEASE, lease_seconds)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._thread_pid: int | None = None
+        self._runner = ProcessThread(
+            "co2logserver-retention",
+            self.run_forever,
+            on_new_process=lambda: self.lease.renew_as(new_holder()),
+        )
         #: Rows deleted by this process's sweeps (for tests and the log).
         self.deleted = 0
 
@@ -218,7 +219,7 @@ class RetentionThread:
         if cut is None:
             return 0
         deleted, renewed = 0, time.monotonic()
-        for batch in Sweeper(self.store, cut).batches(self._stop.is_set):
+        for batch in Sweeper(self.store, cut).batches(self._runner.stop_event.is_set):
             deleted += batch.deleted
             self.deleted += batch.deleted
             if time.monotonic() - renewed > self.lease.seconds / 3:
@@ -232,7 +233,7 @@ class RetentionThread:
     def run_forever(self) -> None:
         """Sweep while holding the lease, until :meth:`stop`; then release it."""
         try:
-            while not self._stop.is_set():
+            while not self._runner.stop_event.is_set():
                 try:
                     if self.lease.acquire():
                         self.sweep_once()
@@ -240,36 +241,17 @@ class RetentionThread:
                     log.warning("retention sweep stopped: %s", error.message)
                 except Exception:  # a failed sweep never ends the thread
                     log.error("retention sweep failed", exc_info=True)
-                self._stop.wait(self.interval)
+                self._runner.stop_event.wait(self.interval)
         finally:
             self.lease.release()
 
     def ensure_thread(self) -> None:
         """Start the thread in this process (again in a forked child)."""
-        pid = os.getpid()
-        if self._thread_pid == pid and self._thread and self._thread.is_alive():
-            return
-        with _START_LOCK:
-            if self._thread_pid == pid and self._thread and self._thread.is_alive():
-                return
-            if self._thread_pid not in (None, pid):
-                self.lease.renew_as(new_holder())
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self.run_forever, name="co2logserver-retention", daemon=True
-            )
-            self._thread_pid = pid
-            self._thread.start()
+        self._runner.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to end after its batch, and wait for it."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and self._thread_pid == os.getpid():
-            thread.join(timeout)
-
-
-_START_LOCK = threading.Lock()
+        self._runner.stop(timeout)
 
 
 def init_app(app) -> None:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from co2logserver.background import ProcessThread
 from co2logserver.forwarding import plans, process
 from co2logserver.forwarding.errors import (
     OsemNoLocation,
@@ -107,9 +108,11 @@ class OutboxForwarder:
         self._client: Any = None
         #: Boxes that wait: until a monotonic time, or None until located.
         self._waiting: dict[BoxKey, float | None] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._thread_pid: int | None = None
+        self._runner = ProcessThread(
+            "co2logserver-forwarder",
+            self.run_forever,
+            on_new_process=lambda: self.lease.renew_as(new_holder()),
+        )
         self._stopped_pid: int | None = None
 
     @property
@@ -272,7 +275,7 @@ class OutboxForwarder:
 
     def may_go_on(self) -> bool:
         """Whether to send the next box: lease still valid and no stop asked."""
-        return self.lease.valid() and not self._stop.is_set()
+        return self.lease.valid() and not self._runner.stop_event.is_set()
 
     def run_forever(self) -> None:
         """Forward until :meth:`stop`; then give the lease up."""
@@ -282,10 +285,10 @@ class OutboxForwarder:
         )
         keeper.start()
         try:
-            while not self._stop.is_set():
-                self._stop.wait(self.safe_step())
+            while not self._runner.stop_event.is_set():
+                self._runner.stop_event.wait(self.safe_step())
         finally:
-            self._stop.set()
+            self._runner.stop_event.set()
             keeper.join(STOP_TIMEOUT)
             self.release()
 
@@ -299,7 +302,7 @@ class OutboxForwarder:
 
     def keep_lease(self) -> None:
         """Renew a held lease while a round runs, however long OSEM takes."""
-        while not self._stop.wait(self.lease.seconds / 3):
+        while not self._runner.stop_event.wait(self.lease.seconds / 3):
             if self.lease.valid():
                 self.lease.acquire()
 
@@ -311,45 +314,19 @@ class OutboxForwarder:
 
     def ensure_thread(self) -> None:
         """Start the background thread, again in a forked child (gunicorn --preload)."""
-        pid = os.getpid()
-        if self._stopped_pid == pid or self.thread_alive():
+        if self._stopped_pid == os.getpid():
             return
-        with process.start_lock():
-            if self.thread_alive():
-                return
-            if self._thread_pid != pid:
-                self.lease.renew_as(new_holder())
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self.run_forever, name="co2logserver-forwarder", daemon=True
-            )
-            self._thread_pid = pid
-            self._thread.start()
-        process.running(self)
+        if self._runner.start():
+            process.running(self)
 
     def thread_alive(self) -> bool:
         """Whether this process runs the forwarder thread."""
-        return (
-            self._thread_pid == os.getpid()
-            and self._thread is not None
-            and self._thread.is_alive()
-        )
+        return self._runner.alive()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Ask the loop to end (it releases the lease) and wait for it."""
         self._stopped_pid = os.getpid()
-        self._stop.set()
-        thread = self._thread
-        if (
-            thread is not None
-            and self._thread_pid == os.getpid()
-            and thread is not threading.current_thread()
-        ):
-            thread.join(timeout)
-
-    def after_fork_in_child(self) -> None:
-        """A forked child owns no thread: it starts its own on its first request."""
-        self._stop = threading.Event()
+        self._runner.stop(timeout)
 
 
 def group_items(items: Iterable) -> dict[BoxKey, list]:
