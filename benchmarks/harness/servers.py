@@ -9,6 +9,7 @@ venv (sync workers: one request at a time per worker). Worker memory is read fro
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -43,6 +44,18 @@ def clean_environment() -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("CO2LOGSERVER_", "SENSEMAP_", "PYTHONPATH"))
     }
+
+
+def ends_with_its_parent() -> None:
+    """In the child before exec: SIGTERM when the benchmark dies (Linux).
+
+    A run killed from outside (a timeout's SIGKILL) cannot stop its servers; without
+    this they would keep their ports and cores after it.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stopping them is then the operator's
 
 
 @dataclass
@@ -194,6 +207,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=ends_with_its_parent,
             )
         self.wait_ready()
         return self
