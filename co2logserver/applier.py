@@ -27,7 +27,7 @@ from co2logserver.errors import ApiError
 from co2logserver.observation_checks import checked_payload
 from co2logserver.parsers import Batch
 from co2logserver.spool import APPLIER_LOCK, Record, Spool, decode
-from co2logserver.store import AlreadyApplied, Store, applying, forget_marks
+from co2logserver.store import AlreadyApplied, Store, applying, doubt, forget_marks
 from co2logserver.store.errors import StorageUnavailable
 from co2logserver.store.group_commit import joining
 
@@ -177,12 +177,14 @@ def submit(store: Store, settings: Mapping, kind: str, **args) -> Any:
     try:
         with joining():  # may share its commit with other threads' requests
             result = ingest_now(store, settings, **args)
-    except StorageUnavailable:
+    except StorageUnavailable as error:
         spool: Spool | None = store.spool
         if spool is None:
             raise
         received = time.time()
         record_args = admit(store, settings, received, **args)
+        if error.in_doubt is not None:  # committed, perhaps: the applier asks first
+            record_args[doubt.SPOOL_KEY] = error.in_doubt
         spool.append(kind, record_args, received)
         applier_of(store, settings).wake()
         return spooled(record_args)
@@ -286,7 +288,11 @@ class Applier:
     def apply(self, record: Record) -> None:
         """Store one record; a refusal is kept in the rejected log, never retried."""
         apply_kind = KINDS[record.kind][2]
+        in_doubt = record.args.pop(doubt.SPOOL_KEY, None)
         try:
+            if in_doubt is not None and self.committed_before(record, in_doubt):
+                with applying(record.id), self.store.transaction():
+                    return  # only mark it applied
             with applying(record.id):
                 apply_kind(self.store, self.settings, record.received_at, record.args)
         except AlreadyApplied:
@@ -302,6 +308,30 @@ class Applier:
             return
         with applying(record.id), self.store.transaction():
             pass  # mark the refused record applied
+
+    def committed_before(self, record: Record, transaction_id: int) -> bool:
+        """Whether the commit that failed on its way for ``record`` did happen.
+
+        :raise StorageUnavailable: while PostgreSQL still runs that transaction
+            (or is away): the record waits for the next try.
+        """
+        with self.store.reading() as conn:
+            outcome = doubt.outcome(conn, transaction_id)
+        if outcome == "in progress":
+            raise StorageUnavailable("the failed commit is still in progress")
+        if outcome == "committed":
+            log.info(
+                "spool: %s was committed before the database went away; "
+                "not stored again",
+                record.id,
+            )
+            return True
+        if outcome is None:
+            log.warning(
+                "spool: whether %s was committed is too old to tell; applying it",
+                record.id,
+            )
+        return False
 
     def remove_if_done(self, segment, applied_size: int) -> None:
         """Delete a segment no writer has added to, then forget its marks."""

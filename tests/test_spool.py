@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
 from sqlalchemy import create_engine, text
@@ -21,6 +23,7 @@ from sqlalchemy import create_engine, text
 from co2logserver import create_app
 from co2logserver.errors import ConfigError
 from co2logserver.spool import HEADER, MAGIC
+from co2logserver.store import get_store
 from tests.appserver import GunicornServer
 from tests.conftest import observations
 
@@ -347,3 +350,54 @@ def test_backlog_follows_the_first_live_write_without_waiting_out_the_backoff(
     assert client.post("/upload", json={"live": [1]}).status_code == 200
     waited = wait_for(lambda: readings_of(postgres_server.url, suid) == 4, 10)
     assert waited < 2.5, f"the backlog waited {waited:.1f} s after a live write"
+
+
+def answer_of_the_next_commit_is_lost(app, committed: bool) -> list[str]:
+    """Break the connection of the next COMMIT before its answer arrives.
+
+    With ``committed`` PostgreSQL commits first (it shut down just after); without,
+    the connection breaks before COMMIT is sent, so PostgreSQL rolls it back. The
+    client sees the same error either way: it cannot tell which happened.
+    """
+    dialect = get_store(app).engine.dialect
+    real_commit = dialect.do_commit
+    broken: list[str] = []
+
+    def commit_then_break(dbapi_connection) -> None:
+        if broken:
+            return real_commit(dbapi_connection)
+        if committed:
+            real_commit(dbapi_connection)
+        broken.append("commit" if committed else "no commit")
+        getattr(dbapi_connection, "dbapi_connection", dbapi_connection).close()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    dialect.do_commit = commit_then_break
+    return broken
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "rolled-back"])
+@pytest.mark.parametrize("group_commit", [True, False], ids=["group", "alone"])
+def test_an_upload_whose_commit_answer_was_lost_is_stored_once(
+    postgres_server, build_app, tmp_path, caplog, committed, group_commit
+):
+    """Legacy rows have no key that dedup could use: the applier asks PostgreSQL
+    whether the lost commit happened (txid_status) before it stores them again."""
+    spool = tmp_path / "spool"
+    settings = {"DB": postgres_server.url, "SPOOL_DIR": str(spool)}
+    app = build_app({**settings, "GROUP_COMMIT": group_commit})
+    client = app.test_client()
+    assert client.post("/upload", json={"marker": ["warm"]}).status_code == 200
+    marker = f"m-{uuid.uuid4().hex}"
+    broken = answer_of_the_next_commit_is_lost(app, committed)
+    caplog.set_level(logging.INFO, logger="co2logserver.applier")
+
+    reply = client.post("/upload", json={"marker": [marker]})
+
+    assert reply.status_code == 200 and reply.get_json() == {"saved-in-db": 1}
+    assert broken == ["commit" if committed else "no commit"]
+    wait_for(lambda: not list(spool.glob("*.seg")))
+    url = postgres_server.url
+    assert count(url, "SELECT count(*) FROM data WHERE marker = :m", m=marker) == 1
+    skipped = "was committed before the database went away" in caplog.text
+    assert skipped == committed

@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from co2logserver.store import (
     deadline,
+    doubt,
     forks,
     group_commit,
     rollups,
@@ -198,7 +199,9 @@ class Store:
             self.data.name,
         )
 
-    def unavailable(self, error: BaseException) -> StorageUnavailable:
+    def unavailable(
+        self, error: BaseException, in_doubt: int | None = None
+    ) -> StorageUnavailable:
         """The 503 a client gets when the database is down or locked too long.
 
         The log line names the cause (the driver's message, never the statement or
@@ -213,6 +216,7 @@ class Store:
         return StorageUnavailable(
             "The database is unavailable right now; retry later.",
             retry_after=self.retry_after,
+            in_doubt=in_doubt,
         )
 
     @contextmanager
@@ -244,11 +248,16 @@ class Store:
         All its waits (checkout, the writers' turn, statements, commit) share one
         budget of :attr:`timeout`.
         """
+        committing: int | None = None  # the id of a commit that may be in doubt
         try:
             with deadline.budget(self.timeout), self.engine.connect() as conn:
                 conn.execution_options(write=True)
-                with writer_lock.writer_turn(conn), conn.begin():
-                    yield conn
+                try:
+                    with writer_lock.writer_turn(conn), conn.begin():
+                        yield conn
+                        committing = doubt.id_before_commit(conn)
+                finally:
+                    doubt.forget(conn)
             self.data.settled(committed=True)
             self.quantities.settled(committed=True)
         except BaseException as error:
@@ -257,7 +266,7 @@ class Store:
             self.data.settled(committed=False)
             self.quantities.settled(committed=False)
             if self.is_outage(error):
-                raise self.unavailable(error) from error
+                raise self.unavailable(error, committing) from error
             raise
 
     def is_outage(self, error: BaseException) -> bool:

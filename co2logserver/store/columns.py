@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, inspect, types
 
 from co2logserver.errors import BadRequest
-from co2logserver.store import counters
+from co2logserver.store import counters, doubt
 from co2logserver.store.prepared import driver_execute_many, placeholders
 
 INT64 = 2**63
@@ -262,6 +262,7 @@ class DataTable:
             else repeat(tuple(constants), batch.length)
         )
         driver_execute_many(conn, self.insert_sql(conn, actual), params)
+        doubt.keyless_rows_written(conn)  # no key: a second apply would store twice
         uploaded = automatic.get(self.upload_time_column)
         counters.record_upload(conn, len(params), uploaded)
         return len(params)

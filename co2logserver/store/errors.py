@@ -15,9 +15,17 @@ class StorageUnavailable(Exception):
 
     ``message`` is for a client (no driver text, no statement); ``retry_after`` is
     the seconds to wait before retrying, ``None`` when there is no advice.
+    ``in_doubt`` is the PostgreSQL transaction id of a commit that failed on its
+    way, which may have happened (:mod:`co2logserver.store.doubt`).
     """
 
-    def __init__(self, message: str, retry_after: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        retry_after: int | None = None,
+        in_doubt: int | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.in_doubt = in_doubt

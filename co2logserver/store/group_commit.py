@@ -82,7 +82,9 @@ class Batch:
 def failure_for_member(failure: BaseException) -> Exception:
     """A fresh exception per member thread (tracebacks are not shared)."""
     if isinstance(failure, StorageUnavailable):
-        return StorageUnavailable(failure.message, failure.retry_after)
+        return StorageUnavailable(
+            failure.message, failure.retry_after, failure.in_doubt
+        )
     return BatchFailed(f"the shared commit failed: {type(failure).__name__}")
 
 
