@@ -59,17 +59,16 @@ def record(pid: int, seconds: float, args: argparse.Namespace, out: Path):
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def drive(server: Server, scenario: S.Scenario, args, suid: str | None) -> str:
+def drive(server: Server, scenario: S.Scenario, args, prepared) -> str:
     """Load the server for ``args.seconds``; return a one-line rate summary."""
     if scenario.group == "ingest":
-        sensors = phases.prepare_sensors(server, scenario)
-        extra = phases.ingest_args(scenario, sensors)
+        extra = phases.ingest_args(scenario, prepared)
         result = loadgen.run_wrk(
             server.url, "ingest.lua", args.connections, args.seconds, extra
         )
         return f"{result.requests_per_s:,.0f} req/s, {result.acked:,} rows acked"
     if scenario.group == "read":
-        url = server.url + scenario.path.format(suid=suid)
+        url = server.url + scenario.path.format(suid=prepared)
         result = loadgen.run_wrk(url, "read.lua", args.connections, args.seconds, {})
         return f"{result.requests_per_s:,.1f} req/s"
     deadline = time.monotonic() + args.seconds
@@ -80,10 +79,17 @@ def drive(server: Server, scenario: S.Scenario, args, suid: str | None) -> str:
     return f"export: {max(rates):,.0f} rows/s"
 
 
-def fill(server: Server, scenario: S.Scenario) -> str | None:
-    """Data a read scenario needs: 200,000 legacy rows or one sensor's readings."""
+def fill(server: Server, scenario: S.Scenario):
+    """What the scenario needs before it is recorded.
+
+    Ingest: its sensors, each of which has posted once (as in benchmarks/run.py;
+    returns the file of signed sensors or ``None``). Reads: 200,000 legacy rows, or
+    one sensor's readings (returns its SUID).
+    """
     if scenario.group == "ingest":
-        return None
+        sensors = phases.prepare_sensors(server, scenario)
+        phases.warm_up(server, scenario, sensors)
+        return sensors
     if scenario.name == "readback-10k":
         return client.fill_readings(server.url, 1)[0]
     client.fill_legacy(server.url, 200_000)
@@ -97,6 +103,8 @@ def summarise(path: Path, top: int) -> str:
     samples = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a frame's name with a line break in it
+            continue
         samples += int(count)
         frames = stack.split(";")
         own[frames[-1]] += int(count)
@@ -122,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     kind = co2logserver_kind(args.synchronous.upper(), 2_000_000, args.source)
     try:
         with Server(kind, 1, workdir) as server:
-            suid = fill(server, scenario)
+            prepared = fill(server, scenario)
             spy = record(server.worker_pids()[0], args.seconds + 1, args, raw)
             time.sleep(1)  # py-spy attaches
-            rate = drive(server, scenario, args, suid)
+            rate = drive(server, scenario, args, prepared)
             _, errors = spy.communicate(timeout=args.seconds + 60)
             if not raw.exists():
                 print(errors.decode(errors="replace"), file=sys.stderr)

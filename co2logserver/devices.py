@@ -12,6 +12,7 @@ both end in :func:`co2logserver.ingest.store_sensor_readings`. No Flask here.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import math
 import time
@@ -35,8 +36,13 @@ NAMESPACE = uuid.UUID("5d317e9b-2b47-4d1f-a6a9-bbeee45190db")
 DeviceReading = tuple[int, str, float]
 
 
+@functools.lru_cache(maxsize=65536)
 def suid_for(name: str) -> str:
-    """The SUID of a device name such as ``lorawan:0004a30b001c0530``."""
+    """The SUID of a device name such as ``lorawan:0004a30b001c0530``.
+
+    Cached: a network's devices post again and again, and a uuid5 (SHA-1 and
+    formatting) cost more than the rest of an airrohr node's identity.
+    """
     return str(uuid.uuid5(NAMESPACE, name))
 
 
@@ -82,20 +88,37 @@ def check_device_readings(
     problems = []
     for device in request.devices:
         for ts, name, value in device.readings:
-            where = f"{device.name}: {name if name in QUANTITIES else short_repr(name)}"
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append(f"{where}: value must be a number")
-            elif not math.isfinite(value):
-                problems.append(f"{where}: value {value!r} is not a finite number")
-            if not EARLIEST_TIMESTAMP <= ts <= latest:
-                problems.append(
-                    f"{where}: time {ts} is out of range (2000-01-01 to now + "
-                    "CO2LOGSERVER_MAX_CLOCK_SKEW); is the device clock set?"
-                )
-            if name not in QUANTITIES:
-                problem = learned_name_problem(name)
-                if problem:
-                    problems.append(f"{where}: {problem}")
+            known = name in QUANTITIES
+            if (
+                (type(value) is float or type(value) is int)
+                and math.isfinite(value)
+                and EARLIEST_TIMESTAMP <= ts <= latest
+                and (known or learned_name_problem(name) is None)
+            ):
+                continue  # the common case, without building a message
+            problems += reading_problems(device.name, ts, name, value, latest)
+    return problems
+
+
+def reading_problems(
+    device: str, ts: int, name: str, value: object, latest: float
+) -> list[str]:
+    """What is wrong with one reading of a device, each naming both."""
+    where = f"{device}: {name if name in QUANTITIES else short_repr(name)}"
+    problems = []
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.append(f"{where}: value must be a number")
+    elif not math.isfinite(value):
+        problems.append(f"{where}: value {value!r} is not a finite number")
+    if not EARLIEST_TIMESTAMP <= ts <= latest:
+        problems.append(
+            f"{where}: time {ts} is out of range (2000-01-01 to now + "
+            "CO2LOGSERVER_MAX_CLOCK_SKEW); is the device clock set?"
+        )
+    if name not in QUANTITIES:
+        problem = learned_name_problem(name)
+        if problem:
+            problems.append(f"{where}: {problem}")
     return problems
 
 

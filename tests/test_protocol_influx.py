@@ -197,12 +197,12 @@ def test_airrohr_lines_land_on_its_custom_api_sensors(db_app):
 
 
 def test_airrohr_lines_follow_the_airrohr_rules():
-    from co2logserver.protocols.influx import point_devices
-    from co2logserver.protocols.lineprotocol import Point
+    from co2logserver.protocols.influx import parse_write
 
     def airrohr_device_readings(node, fields, ts):
-        point = Point("feinstaub", (("node", node),), tuple(fields), ts, 1)
-        return point_devices(point, ts)
+        line = f"feinstaub,node={node} " + ",".join(f"{k}={v}" for k, v in fields)
+        body = f"{line} {ts}\n".encode()
+        return parse_write(body, "s", ts, None, "").request.devices
 
     devices = airrohr_device_readings(
         "esp32-a1b2c3",

@@ -171,13 +171,7 @@ def ingest_phase(options: Options, scenario: Scenario, footprint: dict) -> list[
                 workdir = server_dir(options, scenario.name, kind.name, workers)
                 server = stack.enter_context(Server(kind, workers, workdir))
                 sensors = prepare_sensors(server, scenario)
-                warm = ingest_args(scenario, sensors)
-                if scenario.kind not in ("json", "csv"):  # every sensor posts once
-                    once = {**warm, "once": 1}
-                    loadgen.run_wrk(server.url, "ingest.lua", 2, WARM_CAP_S, once)
-                loadgen.run_wrk(
-                    server.url, "ingest.lua", 2 * workers, scenario.warmup, warm
-                )
+                warm_up(server, scenario, sensors, 2 * workers)
                 servers.append(
                     (server, functools.partial(ingest_args, scenario, sensors))
                 )
@@ -190,6 +184,20 @@ def ingest_phase(options: Options, scenario: Scenario, footprint: dict) -> list[
                     bytes_per_reading(server.db)
                 )
     return cells
+
+
+def warm_up(
+    server: Server, scenario: Scenario, sensors: Path | None, connections: int = 2
+) -> None:
+    """Every sensor of the scenario posts once, then ``scenario.warmup`` s of load.
+
+    The measured runs then post for sensors that exist, as in steady use.
+    """
+    warm = ingest_args(scenario, sensors)
+    if scenario.kind not in ("json", "csv"):
+        once = {**warm, "once": 1}
+        loadgen.run_wrk(server.url, "ingest.lua", 2, WARM_CAP_S, once)
+    loadgen.run_wrk(server.url, "ingest.lua", connections, scenario.warmup, warm)
 
 
 def take_turns(

@@ -175,13 +175,39 @@ def parse_write(
         ts = now if point.timestamp is None else lineprotocol.seconds(
             point.timestamp, precision
         )  # fmt: skip
-        for device in point_devices(point, ts):
-            merge(devices, device)
+        node, name = series_device(point.measurement, point.tags)
+        if node is not None:
+            numbers = [(key, float(v)) for key, v in point.fields if is_number(v)]
+            for device in airrohr.node_readings(node, numbers, ts)[0]:
+                merge(devices, device)
+        else:
+            ignored += add_series_readings(devices, name, point, ts)
+            continue
         ignored += sum(1 for _, value in point.fields if not is_number(value))
     request = DeviceRequest(
         PROTOCOL, list(devices.values()), credential=credential, credential_hint=hint
     )
     return InfluxWrite(request, ignored)
+
+
+def add_series_readings(
+    devices: dict[str, DeviceReadings], name: str, point: Point, ts: int
+) -> int:
+    """Add a point's numeric fields to its series' device; returns the others' count.
+
+    A series whose fields are all strings or booleans gets no device.
+    """
+    ignored = 0
+    device = devices.get(name)
+    for key, value in point.fields:
+        if type(value) is not float and type(value) is not int:
+            ignored += 1
+            continue
+        if device is None:
+            device = devices[name] = DeviceReadings(name)
+        quantity = quantity_name(point.measurement if key == "value" else key)
+        device.readings.append((ts, quantity, float(value)))
+    return ignored
 
 
 def merge(devices: dict[str, DeviceReadings], device: DeviceReadings) -> None:
@@ -200,35 +226,21 @@ def is_number(value) -> bool:
     return type(value) is float or type(value) is int  # bool is an int subclass
 
 
-def point_devices(point: Point, ts: int) -> list[DeviceReadings]:
-    """The devices one point speaks for: its series, or airrohr's node sensors."""
-    numbers = [(key, float(value)) for key, value in point.fields if is_number(value)]
-    node = airrohr_node(point)
-    if node is not None:
-        return airrohr.node_readings(node, numbers, ts)[0]
-    readings = [
-        (ts, quantity_name(point.measurement if key == "value" else key), value)
-        for key, value in numbers
-    ]
-    if not readings:
-        return []
-    return [DeviceReadings(device_name(point), readings)]
+@functools.lru_cache(maxsize=4096)
+def series_device(
+    measurement: str, tags: tuple[tuple[str, str], ...]
+) -> tuple[str | None, str]:
+    """``(airrohr node or None, device name)`` of a series (a batch repeats it).
+
+    An airrohr line (``<measurement>,node=esp8266-…``) speaks for the node's
+    sensors; any other series is the device ``influx:<series key>``.
+    """
+    if len(tags) == 1 and tags[0][0] == "node" and AIRROHR_NODE.fullmatch(tags[0][1]):
+        return tags[0][1], ""
+    return None, f"{PROTOCOL}:{lineprotocol.escaped_key(measurement, tags)}"
 
 
 @functools.lru_cache(maxsize=4096)
 def quantity_name(field: str) -> str:
     """The registry name of a field key (a batch repeats the same few)."""
     return resolve(field, OWN_NAMES)
-
-
-def airrohr_node(point: Point) -> str | None:
-    """The node of an airrohr line (``<measurement>,node=esp8266-…``), else ``None``."""
-    if len(point.tags) == 1 and point.tags[0][0] == "node":
-        node = point.tags[0][1]
-        return node if AIRROHR_NODE.fullmatch(node) else None
-    return None
-
-
-def device_name(point: Point) -> str:
-    """``influx:<measurement>,<tag>=<value>…``, tags sorted by key."""
-    return f"{PROTOCOL}:{lineprotocol.series_key(point)}"

@@ -18,7 +18,6 @@ from co2logserver.protocols.lineprotocol.points import (
     FieldValue,
     Point,
 )
-from co2logserver.protocols.lineprotocol.scanner import FLOAT
 
 #: A measurement, key or tag value that needs no unescaping or care at all.
 PLAIN_TOKEN = re.compile(r"[^\x00-\x20\x7f,=\"\\]+")
@@ -26,28 +25,37 @@ PLAIN_BOOLEANS = {
     "t": True, "T": True, "true": True, "True": True, "TRUE": True,
     "f": False, "F": False, "false": False, "False": False, "FALSE": False,
 }  # fmt: skip
-PLAIN_INTEGER = re.compile(r"-?\d+")
+PLAIN_INTEGER = re.compile(r"-?\d+", re.ASCII)
+
+
+#: A field section of plain keys and numbers or booleans, checked in one match so
+#: that each value is then converted without a pattern of its own.
+PLAIN_VALUE = (
+    r"(?:-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|-?\d+i|\d+u"
+    r"|t|T|true|True|TRUE|f|F|false|False|FALSE)"
+)
+PLAIN_FIELD = rf"[^\x00-\x20\x7f,=\"\\]+={PLAIN_VALUE}"
+PLAIN_FIELDS = re.compile(rf"{PLAIN_FIELD}(?:,{PLAIN_FIELD})*", re.ASCII)
 
 
 def plain_point(text: str, line: int) -> Point | None:
     """The point of a plain line, or ``None`` when the full parser must decide."""
     parts = text.split(" ")
-    if len(parts) not in (2, 3):
+    count = len(parts)
+    if count != 2 and count != 3:
         return None
     series = plain_series(parts[0])
-    if series is None:
+    if series is None or not PLAIN_FIELDS.fullmatch(parts[1]):
         return None
     fields = {}
     for part in parts[1].split(","):
         key, _, value = part.partition("=")
-        if not plain_token(key):
-            return None
         number = plain_value(value)
         if number is None:
             return None
         fields[key] = number
     timestamp = None
-    if len(parts) == 3:
+    if count == 3:
         if not PLAIN_INTEGER.fullmatch(parts[2]):
             return None
         timestamp = int(parts[2])
@@ -78,21 +86,20 @@ def plain_series(text: str) -> tuple[str, tuple[tuple[str, str], ...]] | None:
 
 
 def plain_value(text: str) -> FieldValue | None:
-    """A float, ``i``/``u`` integer or boolean field value, or ``None``."""
-    if not text:
-        return None
+    """The value of a field that :data:`PLAIN_FIELDS` matched, or ``None``.
+
+    ``None`` for an integer beyond its 64 bits or a float beyond a double: the
+    full parser then words the error.
+    """
     last = text[-1]
-    if last == "i" or last == "u":
-        digits = text[:-1]
-        if not PLAIN_INTEGER.fullmatch(digits) or (last == "u" and digits[0] == "-"):
-            return None
-        value = int(digits)
-        if last == "i":
-            return value if INT64[0] <= value <= INT64[1] else None
+    if last == "i":
+        value = int(text[:-1])
+        return value if INT64[0] <= value <= INT64[1] else None
+    if last == "u":
+        value = int(text[:-1])
         return value if value <= UINT64_MAX else None
-    if text in PLAIN_BOOLEANS:
-        return PLAIN_BOOLEANS[text]
-    if FLOAT.fullmatch(text):
-        real = float(text)
-        return real if math.isfinite(real) else None
-    return None
+    boolean = PLAIN_BOOLEANS.get(text)
+    if boolean is not None:
+        return boolean
+    real = float(text)
+    return real if math.isfinite(real) else None
