@@ -171,22 +171,44 @@ def coded_values(
 ) -> tuple[list[tuple[int, int, float]], dict[int, str]]:
     """The device's readings as ``(ts, code, value)``; refused new names left out.
 
-    Also returns the names of the learned codes among them (for the outbox).
+    Also returns the names of the learned codes among them (for the outbox). Each
+    name is looked up once: this runs while the request holds the write turn.
     """
-    values, learned = [], {}
+    codes: dict[str, int | None] = {}
+    values = []
     for ts, name, value in device.readings:
-        if name not in QUANTITIES and store.quantities.find(conn, name) is None:
-            if not accept(name):
-                result.refused_names.append(name)
-                continue
-        try:
-            code = store.quantities.code_for(conn, name)
-        except TooManyQuantities as error:
-            raise BadRequest(f"{device.name}: {name}: {error}") from None
+        if name in codes:
+            code = codes[name]
+        else:
+            code = codes[name] = code_of(store, conn, device, name, accept)
+        if code is None:
+            result.refused_names.append(name)
+            continue
         values.append((ts, code, float(value)))
-        if name not in QUANTITIES:
-            learned[code] = name
+    learned = {
+        code: name
+        for name, code in codes.items()
+        if code is not None and name not in QUANTITIES
+    }
     return values, learned
+
+
+def code_of(
+    store: Store, conn, device: DeviceReadings, name: str, accept: Callable
+) -> int | None:
+    """The stored code of a reading's name; ``None`` for a new name refused.
+
+    :raise BadRequest: when no more new quantities can be learned.
+    """
+    quantity = QUANTITIES.get(name)
+    if quantity is not None:
+        return quantity.code
+    if store.quantities.find(conn, name) is None and not accept(name):
+        return None
+    try:
+        return store.quantities.code_for(conn, name)
+    except TooManyQuantities as error:
+        raise BadRequest(f"{device.name}: {name}: {error}") from None
 
 
 def writable_registration(

@@ -188,6 +188,12 @@ VALID = [
 
 # (line, what the message says)
 INVALID = [
+    # Digits are ASCII 0-9 only, as in InfluxDB's scanner (Python's \d and float()
+    # would take Arabic-Indic digits).
+    ("m v=\u0663", "invalid field value of 'v'"),
+    ("m v=\u0663i", "invalid field value of 'v'"),
+    ("m v=1.\u0663", "invalid number in field 'v'"),
+    ("m v=1 \u0663\u0663", "bad timestamp"),
     ("weather", "missing fields"),
     ("weather,location=us-midwest", "missing fields"),
     ("weather ", "missing fields"),

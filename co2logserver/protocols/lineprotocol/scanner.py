@@ -25,12 +25,12 @@ MEASUREMENT = re.compile(rf"{_NAME_CHAR}+")
 TAG = re.compile(rf",({_KEY_CHAR}+)=({_KEY_CHAR}+)")
 BLANKS = re.compile(r"[ \t\0]*")
 FIELD_KEY = re.compile(rf"({_KEY_CHAR}+)=")
-FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-INTEGER = re.compile(r"(-?\d+)i")
-UNSIGNED = re.compile(r"(\d+)u")
+FLOAT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+INTEGER = re.compile(r"(-?\d+)i", re.ASCII)
+UNSIGNED = re.compile(r"(\d+)u", re.ASCII)
 STRING = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
 BOOLEAN = re.compile(r"true|True|TRUE|t|T|false|False|FALSE|f|F")
-TIMESTAMP = re.compile(r"-?\d+")
+TIMESTAMP = re.compile(r"-?\d+", re.ASCII)
 #: A whole ``key=value`` field of any type; the group that matched gives the type.
 FIELD = re.compile(
     rf"({_KEY_CHAR}+)=(?:"
@@ -40,7 +40,7 @@ FIELD = re.compile(
     r"|(-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"  # float
     r"|(true|True|TRUE|t|T|false|False|FALSE|f|F)"  # boolean
     r")(?=[, \n]|\Z)",
-    re.DOTALL,
+    re.DOTALL | re.ASCII,  # InfluxDB's digits are 0-9 only
 )
 #: What may follow a field value: the next field, the timestamp, the line's end.
 VALUE_END = frozenset(", \n")
