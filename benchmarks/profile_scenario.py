@@ -59,7 +59,9 @@ def record(pid: int, seconds: float, args: argparse.Namespace, out: Path):
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def drive(server: Server, scenario: S.Scenario, args, prepared) -> str:
+def drive(
+    server: Server, scenario: S.Scenario, args, prepared: Path | str | None
+) -> str:
     """Load the server for ``args.seconds``; return a one-line rate summary."""
     if scenario.group == "ingest":
         extra = phases.ingest_args(scenario, prepared)
@@ -79,7 +81,7 @@ def drive(server: Server, scenario: S.Scenario, args, prepared) -> str:
     return f"export: {max(rates):,.0f} rows/s"
 
 
-def fill(server: Server, scenario: S.Scenario):
+def fill(server: Server, scenario: S.Scenario) -> Path | str | None:
     """What the scenario needs before it is recorded.
 
     Ingest: its sensors, each of which has posted once (as in benchmarks/run.py;

@@ -88,37 +88,21 @@ def check_device_readings(
     problems = []
     for device in request.devices:
         for ts, name, value in device.readings:
-            known = name in QUANTITIES
-            if (
-                (type(value) is float or type(value) is int)
-                and math.isfinite(value)
-                and EARLIEST_TIMESTAMP <= ts <= latest
-                and (known or learned_name_problem(name) is None)
-            ):
-                continue  # the common case, without building a message
-            problems += reading_problems(device.name, ts, name, value, latest)
-    return problems
-
-
-def reading_problems(
-    device: str, ts: int, name: str, value: object, latest: float
-) -> list[str]:
-    """What is wrong with one reading of a device, each naming both."""
-    where = f"{device}: {name if name in QUANTITIES else short_repr(name)}"
-    problems = []
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        problems.append(f"{where}: value must be a number")
-    elif not math.isfinite(value):
-        problems.append(f"{where}: value {value!r} is not a finite number")
-    if not EARLIEST_TIMESTAMP <= ts <= latest:
-        problems.append(
-            f"{where}: time {ts} is out of range (2000-01-01 to now + "
-            "CO2LOGSERVER_MAX_CLOCK_SKEW); is the device clock set?"
-        )
-    if name not in QUANTITIES:
-        problem = learned_name_problem(name)
-        if problem:
-            problems.append(f"{where}: {problem}")
+            reasons = []
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                reasons.append("value must be a number")
+            elif not math.isfinite(value):
+                reasons.append(f"value {value!r} is not a finite number")
+            if not EARLIEST_TIMESTAMP <= ts <= latest:
+                reasons.append(
+                    f"time {ts} is out of range (2000-01-01 to now + "
+                    "CO2LOGSERVER_MAX_CLOCK_SKEW); is the device clock set?"
+                )
+            if name not in QUANTITIES and (problem := learned_name_problem(name)):
+                reasons.append(problem)
+            if reasons:  # the prefix only then: this runs for every reading
+                shown = name if name in QUANTITIES else short_repr(name)
+                problems += [f"{device.name}: {shown}: {r}" for r in reasons]
     return problems
 
 

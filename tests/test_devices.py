@@ -180,6 +180,24 @@ def test_bad_values_and_times_name_device_and_reading(app):
     assert "influx:o: 'bad\\x00name'" in message and "printable" in message
 
 
+def test_a_reading_with_two_problems_is_named_with_both(app):
+    request = DeviceRequest(
+        "influx",
+        [
+            DeviceReadings("influx:ok", [(int(time.time()), "TEMP", 20.0)]),
+            DeviceReadings("influx:p", [(5, "HUM", True)]),
+        ],
+    )
+    with pytest.raises(BadRequest) as raised:
+        submit(app, request)
+    message = raised.value.message
+    assert message.count("influx:p: HUM: ") == 2
+    assert "influx:p: HUM: value must be a number" in message
+    assert "influx:p: HUM: time 5 is out of range" in message
+    assert "influx:ok" not in message  # a good reading is no problem
+    assert app.test_client().get("/v1/sensors").json["sensors"] == []  # none stored
+
+
 def test_network_verified_devices_and_private_location(db_app):
     now = int(time.time())
     device = DeviceReadings(

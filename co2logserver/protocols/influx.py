@@ -176,14 +176,13 @@ def parse_write(
             point.timestamp, precision
         )  # fmt: skip
         node, name = series_device(point.measurement, point.tags)
-        if node is not None:
-            numbers = [(key, float(v)) for key, v in point.fields if is_number(v)]
-            for device in airrohr.node_readings(node, numbers, ts)[0]:
-                merge(devices, device)
-        else:
+        if node is None:
             ignored += add_series_readings(devices, name, point, ts)
             continue
-        ignored += sum(1 for _, value in point.fields if not is_number(value))
+        numbers = [(key, float(v)) for key, v in point.fields if is_number(v)]
+        for device in airrohr.node_readings(node, numbers, ts)[0]:
+            merge(devices, device)
+        ignored += len(point.fields) - len(numbers)
     request = DeviceRequest(
         PROTOCOL, list(devices.values()), credential=credential, credential_hint=hint
     )
@@ -200,7 +199,7 @@ def add_series_readings(
     ignored = 0
     device = devices.get(name)
     for key, value in point.fields:
-        if type(value) is not float and type(value) is not int:
+        if not is_number(value):
             ignored += 1
             continue
         if device is None:

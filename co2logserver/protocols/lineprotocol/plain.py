@@ -18,9 +18,16 @@ from co2logserver.protocols.lineprotocol.points import (
     FieldValue,
     Point,
 )
+from co2logserver.protocols.lineprotocol.scanner import (
+    BOOLEAN,
+    FLOAT,
+    INTEGER,
+    UNSIGNED,
+)
 
 #: A measurement, key or tag value that needs no unescaping or care at all.
-PLAIN_TOKEN = re.compile(r"[^\x00-\x20\x7f,=\"\\]+")
+PLAIN_TOKEN_TEXT = r"[^\x00-\x20\x7f,=\"\\]+"
+PLAIN_TOKEN = re.compile(PLAIN_TOKEN_TEXT)
 PLAIN_BOOLEANS = {
     "t": True, "T": True, "true": True, "True": True, "TRUE": True,
     "f": False, "F": False, "false": False, "False": False, "FALSE": False,
@@ -29,12 +36,10 @@ PLAIN_INTEGER = re.compile(r"-?\d+", re.ASCII)
 
 
 #: A field section of plain keys and numbers or booleans, checked in one match so
-#: that each value is then converted without a pattern of its own.
-PLAIN_VALUE = (
-    r"(?:-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|-?\d+i|\d+u"
-    r"|t|T|true|True|TRUE|f|F|false|False|FALSE)"
-)
-PLAIN_FIELD = rf"[^\x00-\x20\x7f,=\"\\]+={PLAIN_VALUE}"
+#: that each value is then converted without a pattern of its own. The values are
+#: the full scanner's own patterns.
+PLAIN_VALUE = "|".join(p.pattern for p in (FLOAT, INTEGER, UNSIGNED, BOOLEAN))
+PLAIN_FIELD = rf"{PLAIN_TOKEN_TEXT}=(?:{PLAIN_VALUE})"
 PLAIN_FIELDS = re.compile(rf"{PLAIN_FIELD}(?:,{PLAIN_FIELD})*", re.ASCII)
 
 
